@@ -1,0 +1,49 @@
+# aunet: two commands do all the set-up on a fresh machine:
+#   make reproduce   builds the environment, makes the synthetic data, executes every notebook with
+#                    papermill into results/executed/, regenerates figures/ and the results tables
+#   make test        builds the environment and runs the tests (unit + notebook tests)
+# Other targets: setup (the environment only), lab (JupyterLab on the project's kernel), clean.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.aunet-installed
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+EXECUTED  := results/executed
+# Extra papermill parameters for every notebook, e.g. make reproduce PARAMS="-p profile paper"
+PARAMS ?=
+
+.PHONY: setup test reproduce lab data clean lock
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m ipykernel install --sys-prefix --name aunet --display-name "Python (aunet)" >/dev/null
+	touch $@
+
+test: setup
+	$(PY) -m pytest
+
+data: setup
+	$(VENV)/bin/aunet data phantom --out data/phantom --cases 30 --seed 0
+
+reproduce: setup data
+	mkdir -p $(EXECUTED)
+	@set -e; for nb in $(NOTEBOOKS); do \
+	  echo "== papermill $$nb"; \
+	  $(VENV)/bin/papermill --kernel aunet --cwd notebooks $(PARAMS) "$$nb" "$(EXECUTED)/$$(basename $$nb)"; \
+	done
+	@echo "Executed notebooks are in $(EXECUTED)/, figures in figures/, tables in results/tables/."
+
+lab: setup
+	$(VENV)/bin/jupyter lab --notebook-dir=. notebooks/01_attention_gate.ipynb
+
+lock:
+	$(PY) -m pip freeze --exclude-editable | grep -v '^torch==' | sed '1i torch==2.13.0' > requirements.txt
+
+clean:
+	rm -rf $(EXECUTED) .pytest_cache

@@ -1,0 +1,212 @@
+"""One configuration object for the CLI and the notebooks' `parameters` cells.
+
+Defaults are the paper's setup (Oktay et al. 2018, section 3 of shared/REFERENCE.md). Named
+profiles override a few fields: `quick` (CPU, small volumes, minutes) and `paper`.
+
+    cfg = Config.from_profile("quick", epochs=5)      # notebooks: fields from the parameters cell
+    cfg.save(run_dir / "config.json")                 # every run writes its config beside its results
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aunet.errors import AunetError
+
+
+@dataclass
+class Config:
+    """Every setting of a data -> train -> evaluate run; all fields defaulted to the paper's setup."""
+
+    # --- model ---------------------------------------------------------------------------------
+    model: str = "attention_unet"  # "unet" or "attention_unet"
+    in_channels: int = 1
+    num_classes: int = 4  # CT-150: 0 background, 1 spleen, 2 pancreas, 3 kidney
+    base_filters: int = 16  # filters are base * (1, 2, 4, 8, 16): the paper's 16-32-64-128-256
+    deep_supervision: bool = True
+    gates_per_level: int = 2  # 1 or 2 attention gates per gated level (released code: 2)
+    gating: str = "decoder"  # "decoder" (paper's figure) or "bottleneck" (one signal for all levels)
+    gating_channels: int = 0  # channels of the projected bottleneck gating signal; 0 = 8 * base_filters
+
+    # --- data ----------------------------------------------------------------------------------
+    data_dir: str = "data/phantom"  # a Decathlon or nnU-Net v2 layout folder
+    label_map: dict[str, int] = field(default_factory=dict)  # remap source labels, e.g. {"2": 1}
+    spacing: float = 2.0  # target isotropic voxel spacing in mm (paper: 2.00 mm)
+    patch_size: tuple[int, int, int] = (160, 160, 96)  # training patch (x, y, z) in voxels
+    intensity_range: tuple[float, float] = (-200.0, 300.0)  # HU clip window before z-scoring
+    foreground_fraction: float = 0.5  # share of patches centred on a foreground voxel
+    augment: bool = True  # flips, rotation +-15 deg, translation +-10 %, zoom 0.7-1.3
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    cache_dir: str = ""  # preprocessed-volume cache; "" = <data_dir>/.aunet_cache
+
+    # --- training ------------------------------------------------------------------------------
+    epochs: int = 1000
+    iterations_per_epoch: int = 0  # optimiser steps per epoch; 0 = one pass over the training cases
+    batch_size: int = 2
+    lr: float = 1e-4  # Adam
+    weight_decay: float = 1e-6
+    lr_step: int = 250  # halve the learning rate every lr_step epochs
+    lr_gamma: float = 0.5
+    loss: str = "dice"  # "dice" (soft Dice over all classes, the paper) or "dice_ce"
+    seed: int = 0
+    device: str = "auto"  # "auto" picks CUDA when present, else CPU
+    amp: bool = True  # mixed precision (CUDA only)
+    snapshot_epochs: tuple[int, ...] = (3, 6, 10, 60, 150)  # when to save attention maps (paper's figure)
+    out_dir: str = "results/runs/run"
+
+    # --- inference -----------------------------------------------------------------------------
+    overlap: float = 0.5  # sliding-window overlap between neighbouring patches
+
+    @property
+    def filters(self) -> tuple[int, ...]:
+        """Encoder widths: base_filters * (1, 2, 4, 8, 16)."""
+        return tuple(self.base_filters * m for m in (1, 2, 4, 8, 16))
+
+    @classmethod
+    def fields(cls) -> dict[str, dataclasses.Field]:
+        return {f.name: f for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], base: Config | None = None) -> Config:
+        """A Config from `base` (default: the paper's) with `values` checked and applied."""
+        known = cls.fields()
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise AunetError(f"Unknown parameter(s) {', '.join(unknown)}; valid parameters are: {', '.join(known)}.")
+        hints = typing.get_type_hints(cls)
+        checked = {name: _coerce(name, value, hints[name]) for name, value in values.items()}
+        cfg = dataclasses.replace(base or cls(), **checked)
+        cfg.validate()
+        return cfg
+
+    @classmethod
+    def from_profile(cls, profile: str = "paper", **overrides: Any) -> Config:
+        """The named profile ("quick" or "paper") with `overrides` applied."""
+        if profile not in PROFILES:
+            raise AunetError(f"Unknown profile {profile!r}; expected one of: {', '.join(PROFILES)}.")
+        return cls.from_dict({**PROFILES[profile], **overrides})
+
+    @classmethod
+    def load(cls, path: str | Path) -> Config:
+        """Read a config.json written by `save`."""
+        path = Path(path)
+        try:
+            values = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise AunetError(f"Cannot read config {path}: {e}; expected a JSON object written by aunet.") from None
+        return cls.from_dict(values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        """Write the config as JSON, atomically."""
+        from aunet.io import atomic_write_text
+
+        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
+
+    def validate(self) -> None:
+        """Raise AunetError naming the first field whose value cannot work."""
+        choices = {"model": ("unet", "attention_unet"), "gating": ("decoder", "bottleneck"),
+                   "loss": ("dice", "dice_ce"), "device": None}
+        for name, allowed in choices.items():
+            if allowed and getattr(self, name) not in allowed:
+                raise AunetError(f"{name}={getattr(self, name)!r} is not valid; expected one of {allowed}.")
+        if self.gates_per_level not in (1, 2):
+            raise AunetError(f"gates_per_level={self.gates_per_level} is not valid; expected 1 or 2.")
+        bad = [s for s in self.patch_size if s <= 0 or s % 16]
+        if bad:
+            raise AunetError(f"patch_size={self.patch_size} is not valid; every side must be a positive multiple of 16.")
+        for name in ("epochs", "batch_size", "base_filters", "num_classes", "in_channels"):
+            if getattr(self, name) < 1:
+                raise AunetError(f"{name}={getattr(self, name)} is not valid; expected a positive integer.")
+        if not 0 <= self.overlap < 1:
+            raise AunetError(f"overlap={self.overlap} is not valid; expected 0 <= overlap < 1.")
+
+    def build_model(self):
+        """The configured U-Net or Attention U-Net (3D)."""
+        from aunet.unet import AttentionUNet, UNet
+
+        common = dict(in_channels=self.in_channels, num_classes=self.num_classes, dim=3,
+                      filters=self.filters, deep_supervision=self.deep_supervision)
+        if self.model == "unet":
+            return UNet(**common)
+        return AttentionUNet(**common, gates_per_level=self.gates_per_level, gating=self.gating,
+                             gating_channels=self.gating_channels or 8 * self.base_filters)
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """Check `value` against the field's type; accept lists for tuples and ints for floats."""
+    origin = typing.get_origin(hint)
+    try:
+        if origin is tuple:
+            args = typing.get_args(hint)
+            item = args[0]
+            if isinstance(value, str):
+                value = [v for v in value.replace("x", ",").split(",") if v.strip()]
+            value = tuple(_coerce(name, v, item) for v in value)
+            if args[-1] is not Ellipsis and len(value) != len(args):
+                raise TypeError(f"{len(args)} values")
+            return value
+        if origin is dict:
+            if isinstance(value, str):
+                value = json.loads(value)
+            if not isinstance(value, dict):
+                raise TypeError("a mapping")
+            return {str(k): int(v) for k, v in value.items()}
+        if hint is bool:
+            if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+                return value.lower() in ("true", "1", "yes")
+            if not isinstance(value, bool):
+                raise TypeError("true or false")
+            return value
+        if hint is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise TypeError("an integer")
+            return int(value)
+        if hint is float:
+            if isinstance(value, bool):
+                raise TypeError("a number")
+            return float(value)
+        if hint is str:
+            if not isinstance(value, str):
+                raise TypeError("a string")
+            return value
+    except (TypeError, ValueError, json.JSONDecodeError) as e:
+        raise AunetError(f"Parameter {name}={value!r} has the wrong type; expected {_describe(hint)}.") from None
+    return value
+
+
+def _describe(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        args = typing.get_args(hint)
+        n = "several" if args[-1] is Ellipsis else str(len(args))
+        return f"{n} {args[0].__name__} values, e.g. 160,160,96"
+    if origin is dict:
+        return 'a JSON mapping such as {"2": 1}'
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
+
+
+# Profiles override only what differs from the paper's defaults.
+PROFILES: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "quick": {  # CPU, synthetic phantom, minutes
+        "spacing": 4.0,
+        "patch_size": (48, 48, 32),
+        "base_filters": 8,
+        "batch_size": 2,
+        "lr": 1e-3,
+        "lr_step": 1000,
+        "epochs": 30,
+        "iterations_per_epoch": 10,
+        "snapshot_epochs": (1, 2, 4, 8, 16, 30),
+        "out_dir": "results/runs/quick",
+    },
+}

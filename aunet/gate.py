@@ -1,0 +1,98 @@
+"""The additive, grid-based attention gate of Attention U-Net.
+
+Oktay et al., "Attention U-Net: Learning Where to Look for the Pancreas", MIDL 2018, eq. (1)-(2):
+
+    q     = ReLU( W_x^T x + W_g^T g + b_g )        # (B, F_int, *g-grid)
+    alpha = sigmoid( psi^T q + b_psi )             # (B, 1, *g-grid), resampled to x's grid
+    x_hat = alpha * x                              # then the output transform W (1x1 conv + BN)
+
+x are the skip features of one encoder level (F_l channels), g is the gating signal from a
+coarser level (F_g channels). W_x is a strided convolution with no bias that brings x down to
+g's grid; W_g (with bias b_g) and psi (with bias b_psi) are 1x1 convolutions.
+
+Initialisation. The paper initialises the gate biases "with a constant value to start with a
+uniform attention distribution across all pixels". We make that exact: psi's weights start at 0
+and b_psi at 0, so alpha = sigmoid(0) = 0.5 at every voxel for any input. Why 0.5: the output
+transform ends in BatchNorm, which removes any uniform scale of x_hat, so every uniform alpha
+passes the features through identically; 0.5 is where the sigmoid is steepest (slope 0.25), so the
+gate learns fastest from there. With psi = 0 the first optimiser step gives psi and b_psi their
+gradients; from the second step on W_x, W_g and b_g receive gradients too.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aunet.layers import batchnorm, conv, interpolate
+
+ALPHA_INIT = 0.5  # sigmoid(b_psi) at initialisation; see the module docstring
+
+
+class AttentionGate(nn.Module):
+    """Additive attention gate: returns the gated skip features and the attention map alpha."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        gating_channels: int,
+        inter_channels: int | None = None,
+        dim: int = 3,
+        subsample: int = 2,
+    ) -> None:
+        super().__init__()
+        if dim not in (2, 3):
+            raise ValueError(f"AttentionGate dim={dim!r} is not supported; expected 2 or 3.")
+        inter_channels = inter_channels or in_channels  # the paper's CT models use F_int = F_l
+        self.dim, self.subsample = dim, subsample
+        self.W_x = conv(dim, in_channels, inter_channels, kernel_size=subsample, stride=subsample, bias=False)
+        self.W_g = conv(dim, gating_channels, inter_channels, kernel_size=1)  # its bias is b_g
+        self.psi = conv(dim, inter_channels, 1, kernel_size=1)  # its bias is b_psi
+        self.W = nn.Sequential(conv(dim, in_channels, in_channels, kernel_size=1), batchnorm(dim, in_channels))
+        self.reset_gate()
+
+    def reset_gate(self) -> None:
+        """Start from a uniform attention map alpha = ALPHA_INIT (the paper's initialisation)."""
+        nn.init.zeros_(self.psi.weight)
+        b_psi = torch.logit(torch.tensor(ALPHA_INIT)).item()
+        nn.init.constant_(self.psi.bias, b_psi)
+        nn.init.zeros_(self.W_g.bias)  # b_g
+
+    def attention(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """alpha for skip features x (B, F_l, *S) and gating signal g (B, F_g, *S_g): (B, 1, *S)."""
+        theta_x = self.W_x(x)  # (B, F_int, *S/subsample)
+        phi_g = interpolate(self.W_g(g), theta_x.shape[2:])  # (B, F_int, *S/subsample)
+        q = F.relu(theta_x + phi_g, inplace=True)
+        alpha = torch.sigmoid(self.psi(q))  # (B, 1, *S/subsample)
+        return interpolate(alpha, x.shape[2:])  # (B, 1, *S)
+
+    def forward(self, x: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gate x by g: returns (W(alpha * x), alpha)."""
+        alpha = self.attention(x, g)
+        return self.W(alpha * x), alpha  # alpha broadcasts over the F_l channels
+
+
+class GatedSkip(nn.Module):
+    """One or more attention gates on one skip connection, merged by a 1x1 conv + BN + ReLU.
+
+    The released 3D models run two gates per level; their outputs are concatenated and merged back
+    to F_l channels. The returned alpha is the mean of the gates' maps, which is what one sees
+    when asking "where does this level look".
+    """
+
+    def __init__(self, in_channels: int, gating_channels: int, gates: int = 2, dim: int = 3) -> None:
+        super().__init__()
+        if gates not in (1, 2):
+            raise ValueError(f"gates_per_level={gates!r} is not supported; expected 1 or 2.")
+        self.gates = nn.ModuleList(AttentionGate(in_channels, gating_channels, dim=dim) for _ in range(gates))
+        self.merge = nn.Sequential(
+            conv(dim, gates * in_channels, in_channels, kernel_size=1),
+            batchnorm(dim, in_channels),
+            nn.ReLU(inplace=True),
+        )
+
+    def forward(self, x: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (merged gated features (B, F_l, *S), mean alpha (B, 1, *S))."""
+        outputs, alphas = zip(*(gate(x, g) for gate in self.gates))
+        alpha = alphas[0] if len(alphas) == 1 else torch.stack(alphas).mean(0)
+        return self.merge(torch.cat(outputs, dim=1)), alpha

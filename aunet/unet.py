@@ -1,0 +1,163 @@
+"""U-Net and Attention U-Net, 2D or 3D, as in Oktay et al. (MIDL 2018), section 2 and figure 2.
+
+Encoder: filters 16-32-64-128-256, each level (3x3x3 conv + BN + ReLU) x 2, 2x2x2 max-pooling
+between levels. Decoder: trilinear x2 upsampling, concatenation with the skip, (conv + BN + ReLU) x 2.
+Deep supervision: a 1x1x1 conv to the classes at each of the four decoder levels, upsampled to full
+size, concatenated and fused by a final 1x1x1 conv (one loss on the fused output).
+
+Attention U-Net gates the skips of levels 2, 3 and 4 (level 1, full resolution, is not gated).
+Gating signals, as in the paper's figure: level 4 by the bottleneck (through a 1x1x1 conv + BN +
+ReLU projection to `gating_channels`), level 3 by the decoder output of level 4, level 2 by the
+decoder output of level 3 (`gating="decoder"`). `gating="bottleneck"` gates all three levels with the
+one projected bottleneck signal, an earlier variant of the authors' code.
+
+Parameter counts, in_channels 1, 4 classes (checked in tests/test_unet.py):
+    UNet                                                         5,888,004  (paper: 5.88 M)
+    AttentionUNet() default: 2 gates/level, decoder gating, 128-ch bottleneck projection
+                                                                 6,407,402  (paper: 6.40 M, +0.12 %)
+    AttentionUNet(gates_per_level=2, gating_channels=256)        6,473,322  (released code)
+    AttentionUNet(gates_per_level=1, gating_channels=256)        6,214,151
+    AttentionUNet(gating="bottleneck", gating_channels=128)      6,411,498  (earlier variant)
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aunet.gate import GatedSkip
+from aunet.layers import ConvBlock, UpBlock, batchnorm, conv, interpolate
+
+PAPER_FILTERS = (16, 32, 64, 128, 256)
+
+
+def check_input_size(shape: tuple[int, ...], dim: int, multiple: int = 16) -> None:
+    """Raise ValueError unless the last `dim` sizes of `shape` are multiples of `multiple`."""
+    spatial = tuple(shape[-dim:])
+    if len(shape) != dim + 2:
+        raise ValueError(f"Input of shape {tuple(shape)} is not (B, C, {', '.join('DHW'[-dim:])}); "
+                         f"a {dim}D model expects a {dim + 2}-dimensional tensor.")
+    if all(s % multiple == 0 and s > 0 for s in spatial):
+        return
+    nearest = tuple(max(multiple, round(s / multiple) * multiple) for s in spatial)
+    down = tuple(max(multiple, s // multiple * multiple) for s in spatial)
+    up = tuple(-(-s // multiple) * multiple for s in spatial)
+    options = sorted({down, nearest, up})
+    raise ValueError(
+        f"Input spatial size {spatial} is not a multiple of {multiple} in every dimension "
+        f"(the network halves it 4 times); nearest valid sizes: {' or '.join(map(str, options))}."
+    )
+
+
+class UNet(nn.Module):
+    """The paper's 3D U-Net with deep supervision (5,888,004 parameters at the defaults)."""
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 4,
+        dim: int = 3,
+        filters: tuple[int, ...] = PAPER_FILTERS,
+        deep_supervision: bool = True,
+    ) -> None:
+        super().__init__()
+        if len(filters) != 5:
+            raise ValueError(f"filters={tuple(filters)!r} must list 5 widths (4 levels + bottleneck).")
+        self.dim, self.num_classes, self.filters = dim, num_classes, tuple(filters)
+        f = self.filters
+        self.encoder = nn.ModuleList(ConvBlock(dim, c_in, c_out) for c_in, c_out in zip((in_channels,) + f[:3], f[:4]))
+        self.center = ConvBlock(dim, f[3], f[4])
+        # decoder[i] produces level i+1 (0-based i): it takes the skip f[i] and the coarser f[i+1]
+        self.decoder = nn.ModuleList(UpBlock(dim, f[i + 1], f[i]) for i in range(4))
+        self.deep_supervision = deep_supervision
+        if deep_supervision:
+            self.dsv = nn.ModuleList(conv(dim, f[i], num_classes, kernel_size=1) for i in range(4))
+            self.final = conv(dim, 4 * num_classes, num_classes, kernel_size=1)
+        else:
+            self.final = conv(dim, f[0], num_classes, kernel_size=1)
+
+    def encode(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Skip features of levels 1-4 and the bottleneck features."""
+        check_input_size(tuple(x.shape), self.dim)
+        pool = F.max_pool2d if self.dim == 2 else F.max_pool3d
+        skips = []
+        for block in self.encoder:
+            x = block(x)
+            skips.append(x)  # level l: (B, f[l-1], *S / 2^(l-1))
+            x = pool(x, 2)
+        return skips, self.center(x)  # bottleneck: (B, f[4], *S / 16)
+
+    def head(self, decoded: list[torch.Tensor]) -> torch.Tensor:
+        """Logits (B, num_classes, *S) from the decoder outputs of levels 1-4 (fine to coarse)."""
+        if not self.deep_supervision:
+            return self.final(decoded[0])
+        size = decoded[0].shape[2:]
+        dsv = [interpolate(head(d), size) for head, d in zip(self.dsv, decoded)]  # 4 x (B, K, *S)
+        return self.final(torch.cat(dsv, dim=1))
+
+    def forward(self, x: torch.Tensor, return_attention: bool = False):
+        """Logits (B, num_classes, *S); with return_attention, (logits, {}) as U-Net has no gates."""
+        skips, below = self.encode(x)
+        decoded = []
+        for level in (3, 2, 1, 0):
+            below = self.decoder[level](skips[level], below)
+            decoded.insert(0, below)
+        logits = self.head(decoded)
+        return (logits, {}) if return_attention else logits
+
+
+class AttentionUNet(UNet):
+    """U-Net with attention gates on the skips of levels 2-4; can return every level's alpha."""
+
+    GATED_LEVELS = (2, 3, 4)  # 1-based, as in the paper
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 4,
+        dim: int = 3,
+        filters: tuple[int, ...] = PAPER_FILTERS,
+        deep_supervision: bool = True,
+        gates_per_level: int = 2,
+        gating: str = "decoder",
+        gating_channels: int = 128,
+    ) -> None:
+        super().__init__(in_channels, num_classes, dim, filters, deep_supervision)
+        if gating not in ("decoder", "bottleneck"):
+            raise ValueError(f"gating={gating!r} is not supported; expected 'decoder' or 'bottleneck'.")
+        f = self.filters
+        self.gating = gating
+        self.gating_signal = nn.Sequential(  # projects the bottleneck to the level-4 gating signal g
+            conv(dim, f[4], gating_channels, kernel_size=1), batchnorm(dim, gating_channels), nn.ReLU(inplace=True)
+        )
+        # level l (1-based) is gated by g with F_g channels: the projection for level 4 (or for all
+        # levels in 'bottleneck' mode), else the decoder output of level l+1, which has f[l] channels
+        self.gates = nn.ModuleDict({
+            f"level{l}": GatedSkip(
+                f[l - 1],
+                gating_channels if (l == 4 or gating == "bottleneck") else f[l],
+                gates=gates_per_level, dim=dim,
+            )
+            for l in self.GATED_LEVELS
+        })
+
+    def forward(self, x: torch.Tensor, return_attention: bool = False):
+        """Logits (B, K, *S); with return_attention, (logits, {"level2": alpha, ...}), alpha (B, 1, *S_l)."""
+        skips, below = self.encode(x)
+        g_bottleneck = self.gating_signal(below)  # (B, gating_channels, *S / 16)
+        attention, decoded = {}, []
+        for level in (3, 2, 1, 0):
+            skip, name = skips[level], f"level{level + 1}"
+            if name in self.gates:
+                g = g_bottleneck if (level == 3 or self.gating == "bottleneck") else below
+                skip, attention[name] = self.gates[name](skip, g)
+            below = self.decoder[level](skip, below)
+            decoded.insert(0, below)
+        logits = self.head(decoded)
+        attention = {name: attention[name] for name in sorted(attention)}  # level2, level3, level4
+        return (logits, attention) if return_attention else logits
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,83 @@
+"""The attention gate computes exactly the paper's equation and starts uniform."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from aunet import AttentionGate
+from aunet.gate import ALPHA_INIT
+
+
+def equation(gate: AttentionGate, x: torch.Tensor, g: torch.Tensor):
+    """A plain re-evaluation of the gate equation from the gate's own parameters."""
+    dim = x.dim() - 2
+    convf = F.conv2d if dim == 2 else F.conv3d
+    mode = "bilinear" if dim == 2 else "trilinear"
+    s = gate.subsample
+    theta_x = convf(x, gate.W_x.weight, None, stride=s)  # W_x^T x, no bias
+    phi_g = convf(g, gate.W_g.weight, gate.W_g.bias)  # W_g^T g + b_g
+    phi_g = F.interpolate(phi_g, size=theta_x.shape[2:], mode=mode, align_corners=False)
+    q = torch.relu(theta_x + phi_g)
+    alpha = torch.sigmoid(convf(q, gate.psi.weight, gate.psi.bias))
+    alpha = F.interpolate(alpha, size=x.shape[2:], mode=mode, align_corners=False)
+    conv_w, bn = gate.W[0], gate.W[1]
+    y = convf(alpha * x, conv_w.weight, conv_w.bias)
+    y = F.batch_norm(y, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+    return y, alpha
+
+
+def randomise(gate: AttentionGate) -> None:
+    """Give psi and the biases random values so that alpha is not uniform."""
+    with torch.no_grad():
+        for p in gate.parameters():
+            p.normal_(0, 0.5)
+        gate.W[1].running_mean.normal_(0, 0.1)
+        gate.W[1].running_var.uniform_(0.5, 2.0)
+
+
+@pytest.mark.parametrize("dim,x_size,g_size", [(2, (20, 24), (10, 12)), (2, (16, 16), (5, 7)),
+                                               (3, (8, 12, 10), (4, 6, 5)), (3, (8, 8, 8), (3, 3, 3))])
+def test_gate_equals_equation(dim, x_size, g_size):
+    torch.manual_seed(0)
+    gate = AttentionGate(6, 10, inter_channels=5, dim=dim).eval()
+    randomise(gate)
+    x, g = torch.randn(2, 6, *x_size), torch.randn(2, 10, *g_size)
+    y, alpha = gate(x, g)
+    y_ref, alpha_ref = equation(gate, x, g)
+    assert alpha.shape == (2, 1, *x_size)
+    torch.testing.assert_close(alpha, alpha_ref, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(y, y_ref, atol=1e-6, rtol=1e-6)
+    assert 0.0 <= alpha.min() and alpha.max() <= 1.0
+    assert alpha.std() > 0.01  # the randomised gate really attends
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_alpha_uniform_at_init(dim):
+    torch.manual_seed(1)
+    gate = AttentionGate(8, 16, dim=dim)
+    for scale in (0.1, 1.0, 100.0):
+        x = scale * torch.randn(2, 8, *(16,) * dim)
+        g = scale * torch.randn(2, 16, *(8,) * dim)
+        _, alpha = gate(x, g)
+        assert torch.all(alpha == ALPHA_INIT)
+
+
+def test_every_gate_parameter_gets_gradient_within_two_steps():
+    torch.manual_seed(2)
+    gate = AttentionGate(4, 8, dim=3)
+    opt = torch.optim.Adam(gate.parameters(), lr=1e-2)
+    x, g = torch.randn(2, 4, 8, 8, 8), torch.randn(2, 8, 4, 4, 4)
+    target = torch.randn(2, 4, 8, 8, 8)
+    seen = {name: False for name, _ in gate.named_parameters()}
+    for _ in range(2):
+        opt.zero_grad()
+        y, _ = gate(x, g)
+        F.mse_loss(y, target * x.abs()).backward()  # a target that rewards non-uniform gating
+        for name, p in gate.named_parameters():
+            seen[name] |= bool(p.grad is not None and p.grad.abs().max() > 1e-8)
+        opt.step()
+    assert all(seen.values()), [n for n, ok in seen.items() if not ok]
+
+
+def test_bad_dim():
+    with pytest.raises(ValueError, match="dim"):
+        AttentionGate(4, 4, dim=4)
