@@ -1,0 +1,97 @@
+"""Attention snapshots: every gated level's alpha on fixed validation slices at chosen epochs.
+
+The paper's figure shows the level-2 attention map of one slice at epochs 3, 6, 10, 60 and 150. A
+snapshot file `attention/epoch_XXX.npz` holds, for one fixed validation case and the axial slice with
+the most pancreas: the CT slice `image` (X, Y), the label slice `label` (X, Y), and one array per gated
+level `level2`, `level3`, ... (X / 2^(l-1), Y / 2^(l-1)) in float16: a few kB per epoch.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from aunet.config import Config
+from aunet.device import autocast
+from aunet.io import atomic_write
+
+PAPER_EPOCHS = (3, 6, 10, 60, 150)  # out of the paper's ~150 shown
+
+
+def snapshot_schedule(epochs: int, requested: tuple[int, ...] = PAPER_EPOCHS) -> list[int]:
+    """The requested epochs that fit the run; if fewer than 3 fit, the paper's scaled to `epochs`."""
+    fits = sorted({e for e in requested if 1 <= e <= epochs})
+    if len(fits) >= min(3, epochs):
+        return fits
+    scaled = {max(1, round(e * epochs / PAPER_EPOCHS[-1])) for e in PAPER_EPOCHS}
+    return sorted(scaled | {epochs})
+
+
+def _crop_slices(shape: tuple[int, ...], centre: tuple[int, ...], size: tuple[int, ...]) -> tuple[slice, ...]:
+    """Slices of `size` around `centre` inside `shape` (the volume is padded to multiples of 16)."""
+    out = []
+    for n, c, s in zip(shape, centre, size):
+        s = min(s, n)
+        start = int(np.clip(c - s // 2, 0, n - s))
+        out.append(slice(start, start + s))
+    return tuple(out)
+
+
+class AttentionSnapshotter:
+    """Saves alpha of every gated level on one fixed validation slice, at the epochs asked for."""
+
+    def __init__(self, data: Any, cfg: Config, folder: Path, target_label: int = 2) -> None:
+        self.folder, self.cfg = Path(folder), cfg
+        cases = list(data.val) or list(data.train)
+        volume = data.load(cases[0])
+        # a patch-sized crop (multiple of 16) centred on the target organ, its middle axial slice
+        mask = volume.label == target_label if (volume.label == target_label).any() else volume.label > 0
+        centre = tuple(int(round(c)) for c in np.argwhere(mask).mean(0)) if mask.any() else \
+            tuple(n // 2 for n in volume.image.shape)
+        size = tuple(min(p, n) // 16 * 16 for p, n in zip(cfg.patch_size, volume.image.shape))
+        self.crop = _crop_slices(volume.image.shape, centre, size)
+        self.image = volume.image[self.crop]  # (X, Y, Z) crop
+        label = volume.label[self.crop]
+        self.z = int(np.argmax((label == target_label).sum(axis=(0, 1)))) if (label == target_label).any() \
+            else label.shape[2] // 2
+        self.case_id = volume.case_id
+        self.label_slice = label[:, :, self.z]
+
+    @torch.no_grad()
+    def save(self, model: torch.nn.Module, epoch: int) -> Path | None:
+        """Run the model on the crop and store each level's alpha at the chosen slice."""
+        device = next(model.parameters()).device
+        was_training = model.training
+        model.eval()
+        x = torch.from_numpy(np.ascontiguousarray(self.image))[None, None].to(device)  # (1, 1, X, Y, Z)
+        with autocast(device, self.cfg.amp):
+            _, attention = model(x, return_attention=True)
+        model.train(was_training)
+        if not attention:
+            return None  # a plain U-Net has nothing to show
+        arrays = {"image": self.image[:, :, self.z].astype(np.float16), "label": self.label_slice.astype(np.uint8),
+                  "epoch": np.array(epoch), "z": np.array(self.z), "case_id": np.array(self.case_id)}
+        for name, alpha in attention.items():
+            factor = self.image.shape[2] // alpha.shape[-1]
+            arrays[name] = alpha[0, 0, :, :, self.z // factor].float().cpu().numpy().astype(np.float16)
+        path = self.folder / f"epoch_{epoch:03d}.npz"
+        atomic_write(path, lambda tmp: _savez(tmp, arrays))
+        return path
+
+
+def _savez(path: str, arrays: dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as f:  # a file object: np.savez would append .npz to a path
+        np.savez_compressed(f, **arrays)
+
+
+def load_snapshots(folder: str | Path) -> dict[int, dict[str, np.ndarray]]:
+    """All snapshots of a run folder's attention/ directory, keyed by epoch."""
+    out = {}
+    for path in sorted(Path(folder).glob("epoch_*.npz")):
+        epoch = int(re.findall(r"\d+", path.stem)[0])
+        with np.load(path) as f:
+            out[epoch] = {k: f[k] for k in f.files}
+    return out

@@ -1,0 +1,1 @@
+"""Plots (figures/ is regenerated from these functions) and interactive widgets."""
