@@ -135,12 +135,14 @@ def evaluate_case(pred_labels: np.ndarray, true_labels: np.ndarray, spacing: Seq
 def summarise(rows: Iterable[Mapping[str, float]]) -> dict[str, tuple[float, float]]:
     """{metric: (mean, std)} over cases, skipping NaN; (NaN, NaN) if a metric has no finite value.
 
-    std is the population standard deviation (numpy's default, ddof=0) of the values used.
+    std is the population standard deviation (numpy's default, ddof=0) of the values used. Columns that
+    are not numbers (a case id) are left out.
     """
     columns: dict[str, list[float]] = {}
     for row in rows:
         for key, value in row.items():
-            columns.setdefault(key, []).append(float(value))
+            if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+                columns.setdefault(key, []).append(float(value))
     summary = {}
     for key, values in columns.items():
         kept = np.asarray([v for v in values if not math.isnan(v)], dtype=np.float64)

@@ -22,12 +22,19 @@ PAPER_EPOCHS = (3, 6, 10, 60, 150)  # out of the paper's ~150 shown
 
 
 def snapshot_schedule(epochs: int, requested: tuple[int, ...] = PAPER_EPOCHS) -> list[int]:
-    """The requested epochs that fit the run; if fewer than 3 fit, the paper's scaled to `epochs`."""
-    fits = sorted({e for e in requested if 1 <= e <= epochs})
-    if len(fits) >= min(3, epochs):
-        return fits
-    scaled = {max(1, round(e * epochs / PAPER_EPOCHS[-1])) for e in PAPER_EPOCHS}
-    return sorted(scaled | {epochs})
+    """The requested epochs if they all fit the run, else the requested ones scaled to `epochs`.
+
+    Scaling keeps their spread: e.g. the paper's (3, 6, 10, 60, 150) for a 20-epoch run -> [1, 2, 3, 8, 20].
+    """
+    requested = sorted({e for e in requested if e >= 1})
+    if not requested or requested[-1] <= epochs:
+        return requested
+    out: list[int] = []
+    for e in requested:
+        scaled = max(1, round(e * epochs / requested[-1]), (out[-1] + 1) if out else 1)
+        if scaled <= epochs:
+            out.append(scaled)
+    return out
 
 
 def _crop_slices(shape: tuple[int, ...], centre: tuple[int, ...], size: tuple[int, ...]) -> tuple[slice, ...]:

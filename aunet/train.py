@@ -31,6 +31,7 @@ from aunet.errors import AunetError
 from aunet.io import atomic_write, atomic_write_text
 from aunet.snapshots import AttentionSnapshotter, snapshot_schedule
 
+RESUMABLE_CHANGES = ("epochs", "device", "snapshot_epochs")  # what may differ when continuing a run
 CLASS_NAMES = {1: "spleen", 2: "pancreas", 3: "kidney"}  # CT-150 labels of the 4-class model
 
 
@@ -179,6 +180,11 @@ class Trainer:
         if state.get("model_name") != self.cfg.model:
             raise AunetError(f"Cannot resume: {path} holds a {state.get('model_name')!r} model but "
                              f"model={self.cfg.model!r} was requested.")
+        changed = [f"{k} {v!r} -> {getattr(self.cfg, k)!r}" for k, v in Config.from_dict(state["config"]).to_dict().items()
+                   if k not in RESUMABLE_CHANGES and v != getattr(self.cfg, k)]
+        if changed:
+            raise AunetError(f"Cannot resume {path}: it was trained with other settings ({'; '.join(changed)}); "
+                             f"use the same settings or another out_dir.")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
