@@ -1,0 +1,89 @@
+"""`aunet data check`: validate a dataset folder and summarise what is in it, before any training."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from aunet.data.datasets import read_dataset
+from aunet.data.nifti import check_affine, check_pair, load_nifti, orientation_code, read_data, spacing_of
+from aunet.errors import AunetError
+
+
+@dataclass
+class CheckReport:
+    """What `check_folder` found: per-case facts and the problems (one sentence each)."""
+
+    root: Path
+    layout: str = ""
+    labels: dict[int, str] = field(default_factory=dict)
+    shapes: Counter = field(default_factory=Counter)
+    spacings: list[tuple[float, float, float]] = field(default_factory=list)
+    orientations: Counter = field(default_factory=Counter)
+    dtypes: Counter = field(default_factory=Counter)
+    intensity: list[float] = field(default_factory=lambda: [np.inf, -np.inf])
+    label_voxels: Counter = field(default_factory=Counter)
+    cases: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """A human-readable multi-line summary."""
+        lines = [f"{self.root}: {self.layout} layout, {self.cases} labelled case(s), "
+                 f"{len(self.problems)} problem(s)"]
+        if self.labels:
+            lines.append("declared labels: " + ", ".join(f"{k} {v}" for k, v in self.labels.items()))
+        if self.shapes:
+            lines.append("shapes: " + ", ".join(f"{'x'.join(map(str, s))} ({n})" for s, n in self.shapes.most_common(6))
+                         + (" ..." if len(self.shapes) > 6 else ""))
+        if self.spacings:
+            sp = np.array(self.spacings)
+            lines.append("spacing mm: " + " x ".join(f"{lo:.3g}-{hi:.3g}" if abs(hi - lo) > 1e-3 else f"{lo:.3g}"
+                                                    for lo, hi in zip(sp.min(0), sp.max(0))))
+            lines.append("orientation: " + ", ".join(f"{k} ({n})" for k, n in self.orientations.most_common()))
+            lines.append("image dtype on disk: " + ", ".join(f"{k} ({n})" for k, n in self.dtypes.most_common()))
+            lines.append(f"intensity range: {self.intensity[0]:.0f} to {self.intensity[1]:.0f}")
+        if self.label_voxels:
+            total = sum(self.label_voxels.values())
+            lines.append("label voxels: " + ", ".join(
+                f"{k} {self.labels.get(k, '?')} {n} ({100 * n / total:.2f}%)" for k, n in sorted(self.label_voxels.items())))
+        lines += [f"problem: {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+def check_folder(root: str | Path, progress: bool = True) -> CheckReport:
+    """Read every case fully and collect problems; structural problems raise AunetError."""
+    from tqdm.auto import tqdm
+
+    info = read_dataset(root)
+    report = CheckReport(info.root, info.layout, info.labels)
+    for case in tqdm(info.cases, desc="check", unit="case", disable=not progress, leave=False):
+        try:
+            _check_case(case, info.labels, report)
+            report.cases += 1
+        except AunetError as e:
+            report.problems.append(str(e))
+    return report
+
+
+def _check_case(case, labels: dict[int, str], report: CheckReport) -> None:
+    image_nii, label_nii = load_nifti(case.image), load_nifti(case.label)
+    check_pair(image_nii, label_nii, case.image, case.label)
+    check_affine(image_nii.affine, case.image)
+    image = read_data(image_nii, case.image)
+    label = read_data(label_nii, case.label)
+    values, counts = np.unique(label, return_counts=True)
+    if not np.array_equal(values, np.round(values)):
+        raise AunetError(f"{case.label}: has non-integer label values; expected integer labels.")
+    undeclared = sorted(set(int(v) for v in values) - set(labels))
+    if undeclared:
+        raise AunetError(f"{case.label}: label value(s) {undeclared} are not declared in dataset.json "
+                         f"(declared: {sorted(labels)}).")
+    report.shapes[tuple(int(n) for n in image.shape)] += 1
+    report.spacings.append(spacing_of(image_nii.affine))
+    report.orientations[orientation_code(image_nii.affine)] += 1
+    report.dtypes[str(image_nii.get_data_dtype())] += 1
+    report.intensity = [min(report.intensity[0], float(image.min())), max(report.intensity[1], float(image.max()))]
+    for v, n in zip(values, counts):
+        report.label_voxels[int(v)] += int(n)

@@ -1,0 +1,146 @@
+"""Dataset folders: Decathlon and nnU-Net v2 layouts, image/label pairing, seeded splits.
+
+Decathlon (MSD Task07):  dataset.json, imagesTr/X.nii.gz, labelsTr/X.nii.gz, labels {"0": "background", ...}
+nnU-Net v2 raw:          dataset.json, imagesTr/X_0000.nii.gz, labelsTr/X.nii.gz, labels {"background": 0, ...},
+                         file_ending ".nii.gz", channel_names {"0": "CT"}
+macOS `._*` files (in the Task07 tar) and other hidden files are ignored.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from aunet.errors import AunetError
+from aunet.io import atomic_write_text
+
+EXPECTED = "a Decathlon or nnU-Net v2 folder (dataset.json, imagesTr/, labelsTr/)"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One labelled training case: its id and the two files."""
+
+    case_id: str
+    image: Path
+    label: Path
+
+
+@dataclass
+class DatasetInfo:
+    """What dataset.json and the folder say: layout, declared labels (value -> name), cases."""
+
+    root: Path
+    layout: str  # "decathlon" or "nnunetv2"
+    labels: dict[int, str]
+    cases: list[Case]
+    name: str = ""
+
+
+def read_dataset(root: str | Path) -> DatasetInfo:
+    """Parse dataset.json and pair every training image with its label (AunetError on problems)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise AunetError(f"{root}: folder not found; expected {EXPECTED}.")
+    meta_path = root / "dataset.json"
+    if not meta_path.is_file():
+        raise AunetError(f"{meta_path}: missing; expected {EXPECTED}.")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise AunetError(f"{meta_path}: is not valid JSON ({e}).") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("labels"), dict) or not meta["labels"]:
+        raise AunetError(f"{meta_path}: has no 'labels' mapping; expected e.g. {{\"0\": \"background\", \"1\": \"pancreas\"}}.")
+    nnunet = "file_ending" in meta or "channel_names" in meta
+    labels = _labels(meta["labels"], nnunet, meta_path)
+    if nnunet:
+        channels = meta.get("channel_names", {"0": "CT"})
+        if len(channels) != 1:
+            raise AunetError(f"{meta_path}: declares {len(channels)} channels; aunet expects one CT channel.")
+        cases = _pair_nnunet(root, str(meta.get("file_ending", ".nii.gz")))
+    else:
+        cases = _pair_decathlon(root, meta.get("training"), meta_path)
+    if not cases:
+        raise AunetError(f"{root / 'imagesTr'}: contains no training images; expected {EXPECTED}.")
+    return DatasetInfo(root, "nnunetv2" if nnunet else "decathlon", labels, cases, str(meta.get("name", "")))
+
+
+def _labels(raw: dict, nnunet: bool, meta_path: Path) -> dict[int, str]:
+    """Declared labels as {value: name}; Decathlon maps "value" -> name, nnU-Net v2 name -> value."""
+    try:
+        pairs = {int(v): str(k) for k, v in raw.items()} if nnunet else {int(k): str(v) for k, v in raw.items()}
+    except (TypeError, ValueError):
+        form = '{"background": 0, ...}' if nnunet else '{"0": "background", ...}'
+        raise AunetError(f"{meta_path}: 'labels' must map integer values to names, e.g. {form}.") from None
+    if any(v < 0 or v > 255 for v in pairs):
+        raise AunetError(f"{meta_path}: label values must be between 0 and 255.")
+    return dict(sorted(pairs.items()))
+
+
+def _visible(folder: Path, ending: str) -> list[Path]:
+    """Files in `folder` ending in `ending`, without hidden and macOS `._*` files."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.name.endswith(ending) and not p.name.startswith("."))
+
+
+def _pair_decathlon(root: Path, training, meta_path: Path) -> list[Case]:
+    """Pairs from dataset.json's "training" list, or by equal file names when it has none."""
+    if training is None:
+        images = _visible(root / "imagesTr", ".nii.gz") or _visible(root / "imagesTr", ".nii")
+        training = [{"image": f"imagesTr/{p.name}", "label": f"labelsTr/{p.name}"} for p in images]
+    if not isinstance(training, list):
+        raise AunetError(f"{meta_path}: 'training' must be a list of {{\"image\": ..., \"label\": ...}} entries.")
+    cases = []
+    for entry in training:
+        if not isinstance(entry, dict) or "image" not in entry or "label" not in entry:
+            raise AunetError(f"{meta_path}: training entry {entry!r} needs 'image' and 'label' paths.")
+        image, label = root / entry["image"], root / entry["label"]
+        if image.name.startswith("._"):
+            continue
+        for path in (image, label):
+            if not path.is_file():
+                raise AunetError(f"{path}: listed in {meta_path.name} but not found.")
+        cases.append(Case(_strip(image.name), image, label))
+    return cases
+
+
+def _pair_nnunet(root: Path, ending: str) -> list[Case]:
+    """imagesTr/CASE_0000<ending> with labelsTr/CASE<ending>."""
+    cases = []
+    for image in _visible(root / "imagesTr", "_0000" + ending):
+        case_id = image.name[: -len("_0000" + ending)]
+        label = root / "labelsTr" / f"{case_id}{ending}"
+        if not label.is_file():
+            raise AunetError(f"{label}: missing; expected the label of {image.name}.")
+        cases.append(Case(case_id, image, label))
+    return cases
+
+
+def _strip(name: str) -> str:
+    for ending in (".nii.gz", ".nii"):
+        if name.endswith(ending):
+            return name[: -len(ending)]
+    return name
+
+
+def make_splits(case_ids: list[str], val_fraction: float, test_fraction: float, seed: int) -> dict[str, list[str]]:
+    """Seeded train/val/test split; each nonzero fraction gets at least one case."""
+    ids = sorted(case_ids)
+    n = len(ids)
+    n_test = max(1, round(n * test_fraction)) if test_fraction > 0 else 0
+    n_val = max(1, round(n * val_fraction)) if val_fraction > 0 else 0
+    if n - n_test - n_val < 1:
+        raise AunetError(f"{n} case(s) cannot be split into train/val/test with val_fraction={val_fraction} "
+                         f"and test_fraction={test_fraction}; add cases or lower the fractions.")
+    order = np.random.default_rng(seed).permutation(n)
+    shuffled = [ids[i] for i in order]
+    return {"test": sorted(shuffled[:n_test]), "val": sorted(shuffled[n_test:n_test + n_val]),
+            "train": sorted(shuffled[n_test + n_val:])}
+
+
+def save_splits(path: Path, splits: dict[str, list[str]], **settings) -> None:
+    """Write the split (and the settings that made it) as JSON, atomically."""
+    atomic_write_text(path, json.dumps({**settings, **splits}, indent=1) + "\n")

@@ -1,0 +1,112 @@
+"""Training patches with foreground oversampling and the paper's augmentation; centre crops for validation.
+
+`PatchDataset[i]` is a pure function of (seed, i): `np.random.default_rng([seed, i])` picks the case,
+the patch centre and the augmentation, so a resumed run sees exactly the same batches.
+
+Augmentation (paper, section 3 of shared/REFERENCE.md), all in-plane (x, y), as one affine resampling
+of the patch: flips (p 0.5 per axis), rotation +-15 deg about z, translation +-10 % of the patch,
+zoom 0.7-1.3. Image: linear interpolation; label: nearest.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from aunet.config import Config
+from aunet.data.prepared import PreparedDataset
+from aunet.data.preprocess import Volume
+
+
+def sample_centre(volume: Volume, patch_size, rng: np.random.Generator, foreground_fraction: float) -> np.ndarray:
+    """A patch centre: a voxel of a random foreground class (p = foreground_fraction) or a random crop."""
+    shape = np.array(volume.image.shape)
+    if volume.foreground and rng.random() < foreground_fraction:
+        classes = sorted(volume.foreground)  # uniform over classes: the small pancreas is not drowned out
+        points = volume.foreground[classes[rng.integers(len(classes))]]
+        return points[rng.integers(len(points))].astype(np.float64)
+    half = np.array(patch_size) / 2
+    lo, hi = np.minimum(half, shape / 2), np.maximum(shape - half, shape / 2)
+    return np.floor(rng.uniform(lo, hi))
+
+
+def augmentation_matrix(rng: np.random.Generator) -> np.ndarray:
+    """(3, 3) map from patch offsets to volume offsets: flips, rotation and zoom in the x-y plane."""
+    angle = np.deg2rad(rng.uniform(-15, 15))
+    zoom = rng.uniform(0.7, 1.3)
+    flips = np.where(rng.random(2) < 0.5, -1.0, 1.0)
+    c, s = np.cos(angle), np.sin(angle)
+    m = np.eye(3)
+    m[:2, :2] = np.array([[c, -s], [s, c]]) @ np.diag(flips) / zoom  # zoom > 1 magnifies
+    return m
+
+
+def extract_patch(volume: Volume, centre, patch_size, matrix: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Image and label patches around `centre`, resampled through `matrix` (None: a plain crop)."""
+    size = np.array(patch_size)
+    background = float(volume.image.min())
+    if matrix is None:  # exact crop, padded where the patch leaves the volume
+        start = np.round(np.asarray(centre) - size / 2).astype(int)
+        return _crop(volume.image, start, size, background), _crop(volume.label, start, size, 0)
+    offset = np.asarray(centre) - matrix @ ((size - 1) / 2)  # patch centre lands on `centre`
+    image = ndimage.affine_transform(volume.image, matrix, offset, output_shape=tuple(size), order=1,
+                                     mode="constant", cval=background)
+    label = ndimage.affine_transform(volume.label, matrix, offset, output_shape=tuple(size), order=0,
+                                     mode="constant", cval=0)
+    return image.astype(np.float32), label
+
+
+def _crop(array: np.ndarray, start, size, value) -> np.ndarray:
+    """array[start:start+size] with `value` outside the array."""
+    out = np.full(tuple(size), value, dtype=array.dtype)
+    src = tuple(slice(max(a, 0), min(a + n, m)) for a, n, m in zip(start, size, array.shape))
+    dst = tuple(slice(s.start - a, s.stop - a) for s, a in zip(src, start))
+    if all(s.stop > s.start for s in src):
+        out[dst] = array[src]
+    return out
+
+
+def center_crop(volume: Volume, patch_size) -> tuple[np.ndarray, np.ndarray]:
+    """The centre patch of the volume (the paper validates on centre crops); pads if smaller."""
+    return extract_patch(volume, np.array(volume.image.shape) / 2, patch_size)
+
+
+def _tensors(image: np.ndarray, label: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.from_numpy(np.ascontiguousarray(image, np.float32))[None], \
+        torch.from_numpy(np.ascontiguousarray(label).astype(np.int64))  # (1, X, Y, Z), (X, Y, Z)
+
+
+class PatchDataset(torch.utils.data.Dataset):
+    """Random training patches; item i depends only on (seed, i)."""
+
+    def __init__(self, dataset: PreparedDataset, case_ids: list[str], cfg: Config, seed: int, length: int = 10 ** 9):
+        if not case_ids:
+            raise ValueError("PatchDataset needs at least one case")
+        self.dataset, self.case_ids, self.cfg, self.seed, self.length = dataset, list(case_ids), cfg, seed, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, int(index)])
+        volume = self.dataset.load(self.case_ids[rng.integers(len(self.case_ids))])
+        centre = sample_centre(volume, self.cfg.patch_size, rng, self.cfg.foreground_fraction)
+        matrix = None
+        if self.cfg.augment:
+            matrix = augmentation_matrix(rng)
+            # translation +-10 % of the patch, in-plane
+            centre = centre + np.array([*rng.uniform(-0.1, 0.1, 2) * self.cfg.patch_size[:2], 0.0])
+        return _tensors(*extract_patch(volume, centre, self.cfg.patch_size, matrix))
+
+
+class ValidationDataset(torch.utils.data.Dataset):
+    """One centre crop of `patch_size` per case."""
+
+    def __init__(self, dataset: PreparedDataset, case_ids: list[str], cfg: Config):
+        self.dataset, self.case_ids, self.cfg = dataset, list(case_ids), cfg
+
+    def __len__(self) -> int:
+        return len(self.case_ids)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return _tensors(*center_crop(self.dataset.load(self.case_ids[index]), self.cfg.patch_size))

@@ -1,0 +1,146 @@
+"""A dataset ready for training: validated, preprocessed once into a cache, split into train/val/test.
+
+    ds = prepare_dataset(cfg)          # validates cfg.data_dir, fills the cache, writes splits.json
+    vol = ds.load(ds.train[0])         # Volume: image (X, Y, Z) float32, label uint8, geometry
+
+Cache: `<cache_dir>/<settings key>/<case>.npz` (cache_dir "" = <data_dir>/.aunet_cache). The key
+hashes the settings that change the preprocessed arrays (spacing, intensity_range, label_map,
+num_classes); each file records the source files' size and mtime and is rebuilt when they change.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from aunet.config import Config
+from aunet.data.datasets import Case, DatasetInfo, make_splits, read_dataset, save_splits
+from aunet.data.nifti import check_affine, check_pair, load_nifti, read_data
+from aunet.data.preprocess import Geometry, Volume, foreground_points, preprocess_arrays, remap_labels
+from aunet.errors import AunetError
+from aunet.io import atomic_write, atomic_write_text
+
+CACHE_VERSION = 1  # bump when the preprocessing code changes what it stores
+
+
+def cache_root(cfg: Config) -> Path:
+    """Where preprocessed volumes and splits.json live."""
+    return Path(cfg.cache_dir) if cfg.cache_dir else Path(cfg.data_dir) / ".aunet_cache"
+
+
+def settings_key(cfg: Config) -> dict:
+    """The settings that determine the preprocessed arrays."""
+    return {"version": CACHE_VERSION, "spacing": cfg.spacing, "intensity_range": list(cfg.intensity_range),
+            "label_map": dict(sorted(cfg.label_map.items())), "num_classes": cfg.num_classes}
+
+
+def fingerprint(case: Case) -> str:
+    """Size and modification time of the image and label files."""
+    parts = []
+    for path in (case.image, case.label):
+        st = path.stat()
+        parts.append(f"{path.name}:{st.st_size}:{st.st_mtime_ns}")
+    return "|".join(parts)
+
+
+def build_volume(case: Case, info: DatasetInfo, cfg: Config) -> Volume:
+    """Read, validate and preprocess one case (AunetError naming the file on any problem)."""
+    image_nii, label_nii = load_nifti(case.image), load_nifti(case.label)
+    check_pair(image_nii, label_nii, case.image, case.label)
+    check_affine(image_nii.affine, case.image)
+    image = read_data(image_nii, case.image)
+    label = remap_labels(read_data(label_nii, case.label), info.labels, cfg, case.label)
+    image, label, geometry = preprocess_arrays(image, image_nii.affine, cfg, label)
+    return Volume(image, label, geometry.spacing, case.case_id, geometry, foreground_points(label))
+
+
+class PreparedDataset:
+    """Preprocessed cases on disk plus the train/val/test split; `load` returns a Volume."""
+
+    def __init__(self, info: DatasetInfo, cfg: Config, splits: dict[str, list[str]], folder: Path,
+                 splits_path: Path, memory: int = 8):
+        self.info, self.cfg, self.folder, self.splits_path = info, cfg, folder, splits_path
+        self.train, self.val, self.test = splits["train"], splits["val"], splits["test"]
+        self._cases = {c.case_id: c for c in info.cases}
+        self._memory: OrderedDict[str, Volume] = OrderedDict()  # a few recent volumes, for patch sampling
+        self._memory_size = memory
+
+    @property
+    def case_ids(self) -> list[str]:
+        return list(self._cases)
+
+    def path(self, case_id: str) -> Path:
+        return self.folder / f"{case_id}.npz"
+
+    def ensure(self, case_id: str) -> bool:
+        """Build the cache entry unless a valid one exists; True when it was (re)built."""
+        case = self._cases[case_id]
+        path = self.path(case_id)
+        if path.is_file():
+            try:
+                with np.load(path) as stored:
+                    if str(stored["source"]) == fingerprint(case):
+                        return False
+            except (OSError, ValueError, KeyError):
+                pass  # unreadable cache entry (e.g. interrupted): rebuild it
+        volume = build_volume(case, self.info, self.cfg)
+        arrays = {"image": volume.image, "label": volume.label, "source": np.array(fingerprint(case)),
+                  **{f"geometry_{k}": v for k, v in volume.geometry.to_dict().items()},
+                  **{f"fg_{k}": v for k, v in volume.foreground.items()}}
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+
+        atomic_write(path, write)
+        self._memory.pop(case_id, None)
+        return True
+
+    def load(self, case_id: str) -> Volume:
+        """The preprocessed Volume of `case_id` (from memory, else from the cache)."""
+        if case_id not in self._cases:
+            raise AunetError(f"Unknown case {case_id!r} in {self.info.root}.")
+        if case_id in self._memory:
+            self._memory.move_to_end(case_id)
+            return self._memory[case_id]
+        self.ensure(case_id)
+        with np.load(self.path(case_id)) as d:
+            geometry = Geometry.from_dict({k[9:]: d[k] for k in d.files if k.startswith("geometry_")})
+            fg = {int(k[3:]): d[k] for k in d.files if k.startswith("fg_")}
+            volume = Volume(d["image"], d["label"], geometry.spacing, case_id, geometry, fg)
+        self._memory[case_id] = volume
+        while len(self._memory) > self._memory_size:
+            self._memory.popitem(last=False)
+        return volume
+
+
+def prepare_dataset(cfg: Config, progress: bool = True) -> PreparedDataset:
+    """Validate cfg.data_dir, preprocess every case into the cache (once) and make the seeded split."""
+    from tqdm.auto import tqdm
+
+    info = read_dataset(cfg.data_dir)
+    key = settings_key(cfg)
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    root = cache_root(cfg)
+    folder = root / digest
+    splits = make_splits([c.case_id for c in info.cases], cfg.val_fraction, cfg.test_fraction, cfg.seed)
+    splits_path = root / "splits.json"
+    settings = {"seed": cfg.seed, "val_fraction": cfg.val_fraction, "test_fraction": cfg.test_fraction}
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not (folder / "settings.json").is_file():
+            atomic_write_text(folder / "settings.json", json.dumps(key, indent=1) + "\n")
+        previous = json.loads(splits_path.read_text()) if splits_path.is_file() else None
+        if previous != {**settings, **splits}:
+            save_splits(splits_path, splits, **settings)
+    except OSError as e:
+        raise AunetError(f"{root}: cannot write the preprocessing cache ({e.strerror}); set cache_dir.") from None
+    except json.JSONDecodeError:
+        save_splits(splits_path, splits, **settings)
+    dataset = PreparedDataset(info, cfg, splits, folder, splits_path)
+    for case in tqdm(info.cases, desc="preprocess", unit="case", disable=not progress, leave=False):
+        dataset.ensure(case.case_id)
+    return dataset
