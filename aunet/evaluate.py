@@ -49,7 +49,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
     for case_id in tqdm(cases, desc=f"evaluate {split}", disable=not progress):
         volume = data.load(case_id)
         start = time.perf_counter()
-        pred = sliding_window_predict(model, volume.image, cfg.patch_size, overlap=cfg.overlap,
+        pred = sliding_window_predict(model, volume.image, cfg.inference_patch_size, overlap=cfg.overlap,
                                       num_classes=cfg.num_classes, device=device, progress=False, amp=cfg.amp)
         seconds = time.perf_counter() - start
         rows.append({"case": case_id, **evaluate_case(pred.labels, volume.label, volume.spacing, names),

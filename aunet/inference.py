@@ -11,7 +11,7 @@ CPU. Windows are at most `patch_size` and their sides multiples of 16 (the netwo
 four times); a volume smaller than a window along an axis is padded with its minimum, which after
 clipping and z-scoring is air.
 
-    pred = sliding_window_predict(model, image, cfg.patch_size, overlap=cfg.overlap)
+    pred = sliding_window_predict(model, image, cfg.inference_patch_size, overlap=cfg.overlap)
     pred.labels                 # (X, Y, Z) uint8
     pred.attention["level2"]    # (X, Y, Z) float32, with return_attention=True
 
@@ -236,7 +236,7 @@ def predict_file(checkpoint: str | Path, input_path: str | Path, output_path: st
         raise AunetError(f"Checkpoint {checkpoint} expects {cfg.in_channels} input channels; `aunet predict` reads one image.")
     img = load_nifti(input_path)
     image, geometry = preprocess_image(img, cfg)  # as in training: RAS, cfg.spacing, clip + z-score, pad
-    pred = sliding_window_predict(model, image, cfg.patch_size, cfg.overlap if overlap is None else overlap,
+    pred = sliding_window_predict(model, image, cfg.inference_patch_size, cfg.overlap if overlap is None else overlap,
                                   num_classes=cfg.num_classes, batch_size=batch_size, device=pick_device(device),
                                   return_attention=attention_dir is not None, progress=progress, amp=cfg.amp)
     save_nifti(output_path, to_original(pred.labels, geometry, order=0), img.affine, dtype=np.uint8)

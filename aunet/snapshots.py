@@ -83,7 +83,7 @@ class AttentionSnapshotter:
                   "epoch": np.array(epoch), "z": np.array(self.z), "case_id": np.array(self.case_id)}
         for name, alpha in attention.items():
             factor = self.image.shape[2] // alpha.shape[-1]
-            arrays[name] = alpha[0, 0, :, :, self.z // factor].float().cpu().numpy().astype(np.float16)
+            arrays[name] = alpha[0, 0, :, :, self.z // factor].float().cpu().numpy()
         path = self.folder / f"epoch_{epoch:03d}.npz"
         atomic_write(path, lambda tmp: _savez(tmp, arrays))
         return path

@@ -105,7 +105,7 @@ class Trainer:
         scores: dict[str, list[float]] = {f"val_{n}_dice": [] for n in names.values()}
         for case_id in self.data.val:
             volume = self.data.load(case_id)
-            pred = sliding_window_predict(self.model, volume.image, self.cfg.patch_size, overlap=self.cfg.overlap,
+            pred = sliding_window_predict(self.model, volume.image, self.cfg.inference_patch_size, overlap=self.cfg.overlap,
                                           num_classes=self.cfg.num_classes, device=self.device, progress=False,
                                           amp=self.cfg.amp)
             for k, n in names.items():

@@ -18,7 +18,7 @@ from aunet.inference import load_model
 from aunet.snapshots import load_snapshots, snapshot_schedule
 from aunet.train import train
 
-TINY = dict(spacing=8.0, patch_size=(16, 16, 16), base_filters=2, batch_size=2, iterations_per_epoch=2,
+TINY = dict(spacing=8.0, patch_size=(32, 32, 32), base_filters=2, batch_size=2, iterations_per_epoch=2,
             lr=1e-3, val_fraction=0.25, test_fraction=0.25, snapshot_epochs=(1, 2, 3), device="cpu")
 
 

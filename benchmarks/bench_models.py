@@ -1,0 +1,70 @@
+"""The models the benchmark compares, built by name so that a fresh subprocess can rebuild them.
+
+aunet's UNet / AttentionUNet are compared with MONAI's AttentionUnet at the same channel widths
+(16-32-64-128-256) and, as its gate-free baseline, MONAI's BasicUNet with the same widths (two 3x3x3
+convolutions per level, max-pooling, like MONAI's AttentionUnet blocks; MONAI's `UNet` with
+num_res_units=0 has one convolution per level and 1.98 M parameters, too unlike to be a baseline).
+MONAI is a benchmark-only dependency: the aunet package never imports it.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from aunet.unet import AttentionUNet, UNet
+
+IN_CHANNELS, NUM_CLASSES = 1, 4
+WIDTHS = (16, 32, 64, 128, 256)
+
+
+def _monai_attention_unet() -> nn.Module:
+    from monai.networks.nets import AttentionUnet
+
+    return AttentionUnet(spatial_dims=3, in_channels=IN_CHANNELS, out_channels=NUM_CLASSES,
+                         channels=WIDTHS, strides=(2, 2, 2, 2))
+
+
+def _monai_basic_unet() -> nn.Module:
+    from monai.networks.nets import BasicUNet
+
+    # features: the 5 encoder widths, then the width of the last decoder level (= the first width)
+    return BasicUNet(spatial_dims=3, in_channels=IN_CHANNELS, out_channels=NUM_CLASSES, features=WIDTHS + (16,))
+
+
+BUILDERS: dict[str, Callable[[], nn.Module]] = {
+    "aunet.UNet": lambda: UNet(IN_CHANNELS, NUM_CLASSES),
+    "aunet.AttentionUNet": lambda: AttentionUNet(IN_CHANNELS, NUM_CLASSES),
+    "monai.BasicUNet": _monai_basic_unet,
+    "monai.AttentionUnet": _monai_attention_unet,
+}
+
+# (library, baseline without gates, model with attention gates)
+PAIRS = (("aunet", "aunet.UNet", "aunet.AttentionUNet"), ("monai", "monai.BasicUNet", "monai.AttentionUnet"))
+
+
+def build(name: str, device: torch.device | str = "cpu", channels_last: bool = False) -> nn.Module:
+    """A freshly initialised model (seeded, so every process builds the same weights)."""
+    torch.manual_seed(0)
+    model = BUILDERS[name]().to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
+    return model
+
+
+def count_flops(name: str, size: tuple[int, ...], batch: int = 1, backward: bool = False) -> int:
+    """FLOPs of one forward (or forward+backward) pass, counted on the meta device (no compute)."""
+    model = build(name, device="meta")
+    x = torch.empty(batch, IN_CHANNELS, *size, device="meta")
+    with FlopCounterMode(display=False) as counter:
+        out = model(x)
+        if backward:
+            out.float().mean().backward()
+    return counter.get_total_flops()
+
+
+def parameters(name: str) -> int:
+    """Trainable parameters."""
+    return sum(p.numel() for p in build(name).parameters() if p.requires_grad)

@@ -1,0 +1,42 @@
+"""Smoke test of benchmarks/: the models build, one tiny interleaved timing runs, the report renders.
+
+Asserts structure only, never a time (speed is measured by benchmarks/, not by tests).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+bench_measure = pytest.importorskip("bench_measure")
+bench_models = pytest.importorskip("bench_models")
+bench_report = pytest.importorskip("bench_report")
+
+
+def test_models_build_and_one_tiny_timing():
+    cpu = torch.device("cpu")
+    models = {name: bench_models.build(name) for name in bench_models.BUILDERS}
+    assert bench_models.parameters("aunet.UNet") == 5_888_004
+    assert bench_models.parameters("aunet.AttentionUNet") == 6_407_402
+    # 32^3, not 16^3: BasicUNet's InstanceNorm needs more than one voxel at the 1/16 bottleneck
+    x = bench_measure.make_input((32, 32, 32), 1, cpu)
+    steps = {name: bench_measure.forward_step(m, x, cpu, amp=False) for name, m in models.items()}
+    times = bench_measure.interleaved(steps, cpu, warmup=0, repeats=1)
+    assert set(times) == set(bench_models.BUILDERS)
+    assert all(len(t) == 1 and t[0] >= 0 for t in times.values())
+    assert bench_models.count_flops("aunet.AttentionUNet", (32, 32, 32)) > bench_models.count_flops("aunet.UNet", (32, 32, 32))
+
+
+def test_report_renders_ratios_from_raw_times():
+    names = list(bench_models.BUILDERS)
+    times = {"small": {"size": [16, 16, 16], "batch": 1, "times": {n: [1.0, 2.0, 3.0] for n in names}}}
+    times["small"]["times"]["aunet.AttentionUNet"] = [2.0, 4.0, 6.0]
+    results = {"pairs": bench_models.PAIRS, "forward": times, "forward_backward": times}
+    r = bench_report.ratios(results, "forward", "small")
+    assert r["aunet.AttentionUNet / aunet.UNet"] == pytest.approx(2.0)
+    assert r["aunet.AttentionUNet / monai.AttentionUnet"] == pytest.approx(2.0)
+    assert "| aunet.AttentionUNet / aunet.UNet | 16x16x16 | 2.000 |" in bench_report.summary(results)
