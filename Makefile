@@ -28,8 +28,10 @@ $(STAMP): requirements.txt pyproject.toml
 test: setup
 	$(PY) -m pytest
 
-data: setup
-	$(VENV)/bin/aunet data phantom --out data/phantom --cases 30 --seed 0
+data: data/phantom/dataset.json
+
+data/phantom/dataset.json: | $(STAMP)
+	$(VENV)/bin/aunet data phantom --out data/phantom --cases 30 --seed 0 --overwrite
 
 reproduce: setup data
 	mkdir -p $(EXECUTED)

@@ -135,6 +135,9 @@ class Trainer:
             loss = self.train_epoch(epoch)
             row = {"epoch": epoch, "train_loss": loss, **self.validate(), "lr": lr,
                    "seconds": time.perf_counter() - start}
+            if self.device.type == "cuda":  # peak memory of the epoch, for docs and benchmarks
+                row["gpu_peak_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+                torch.cuda.reset_peak_memory_stats(self.device)
             self.history.append(row)
             self.epoch = epoch
             if epoch in schedule:

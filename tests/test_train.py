@@ -75,7 +75,7 @@ def test_resume_after_kill_matches_uninterrupted_run(phantom, tmp_path):
     deadline = time.time() + 120
     while not (killed / "history.csv").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    time.sleep(0.3)  # somewhere inside the next epoch
+    time.sleep(0.05)  # somewhere inside the next epochs
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     done = torch.load(killed / "last.pt", weights_only=True)["epoch"]

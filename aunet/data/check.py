@@ -9,6 +9,7 @@ import numpy as np
 
 from aunet.data.datasets import read_dataset
 from aunet.data.nifti import check_affine, check_pair, load_nifti, orientation_code, read_data, spacing_of
+from aunet.data.preprocess import check_label_values
 from aunet.errors import AunetError
 
 
@@ -74,12 +75,7 @@ def _check_case(case, labels: dict[int, str], report: CheckReport) -> None:
     image = read_data(image_nii, case.image)
     label = read_data(label_nii, case.label)
     values, counts = np.unique(label, return_counts=True)
-    if not np.array_equal(values, np.round(values)):
-        raise AunetError(f"{case.label}: has non-integer label values; expected integer labels.")
-    undeclared = sorted(set(int(v) for v in values) - set(labels))
-    if undeclared:
-        raise AunetError(f"{case.label}: label value(s) {undeclared} are not declared in dataset.json "
-                         f"(declared: {sorted(labels)}).")
+    check_label_values(values, labels, case.label)
     report.shapes[tuple(int(n) for n in image.shape)] += 1
     report.spacings.append(spacing_of(image_nii.affine))
     report.orientations[orientation_code(image_nii.affine)] += 1

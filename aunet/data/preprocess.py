@@ -141,15 +141,19 @@ def preprocess_image(img: nib.Nifti1Image, cfg: Config) -> tuple[np.ndarray, Geo
     return image, geometry
 
 
-def remap_labels(label: np.ndarray, declared: dict[int, str], cfg: Config, path) -> np.ndarray:
-    """Check label values against the declared ones, then apply cfg.label_map (source -> model label)."""
-    values = np.unique(label)
+def check_label_values(values: np.ndarray, declared: dict[int, str], path) -> None:
+    """AunetError unless the (unique) label values are integers declared in dataset.json."""
     if not np.array_equal(values, np.round(values)):
         raise AunetError(f"{path}: label volume has non-integer values; expected integer labels.")
     undeclared = sorted(set(int(v) for v in values) - set(declared))
     if undeclared:
         raise AunetError(f"{path}: label value(s) {undeclared} are not declared in dataset.json "
                          f"(declared: {sorted(declared)}).")
+
+
+def remap_labels(label: np.ndarray, declared: dict[int, str], cfg: Config, path) -> np.ndarray:
+    """Check label values against the declared ones, then apply cfg.label_map (source -> model label)."""
+    check_label_values(np.unique(label), declared, path)
     lut = np.arange(256, dtype=np.int64)
     for source, target in cfg.label_map.items():
         lut[int(source)] = int(target)
