@@ -54,11 +54,11 @@ class AttentionSnapshotter:
         self.folder, self.cfg = Path(folder), cfg
         cases = list(data.val) or list(data.train)
         volume = data.load(cases[0])
-        # a patch-sized crop (multiple of 16) centred on the target organ, its middle axial slice
+        # an inference-window crop (multiple of 16) centred on the target organ: the whole slice where it fits
         mask = volume.label == target_label if (volume.label == target_label).any() else volume.label > 0
         centre = tuple(int(round(c)) for c in np.argwhere(mask).mean(0)) if mask.any() else \
             tuple(n // 2 for n in volume.image.shape)
-        size = tuple(min(p, n) // 16 * 16 for p, n in zip(cfg.patch_size, volume.image.shape))
+        size = tuple(min(p, n) // 16 * 16 for p, n in zip(cfg.inference_patch_size, volume.image.shape))
         self.crop = _crop_slices(volume.image.shape, centre, size)
         self.image = volume.image[self.crop]  # (X, Y, Z) crop
         label = volume.label[self.crop]
