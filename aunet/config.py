@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,7 +178,7 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
             if not isinstance(value, str):
                 raise TypeError("a string")
             return value
-    except (TypeError, ValueError, json.JSONDecodeError) as e:
+    except (TypeError, ValueError, json.JSONDecodeError):
         raise AunetError(f"Parameter {name}={value!r} has the wrong type; expected {_describe(hint)}.") from None
     return value
 

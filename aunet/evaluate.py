@@ -9,8 +9,6 @@ in the paper's 2 mm experiments.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import time
 from pathlib import Path
@@ -21,7 +19,7 @@ from tqdm.auto import tqdm
 from aunet.config import Config
 from aunet.device import pick_device
 from aunet.errors import AunetError
-from aunet.io import atomic_write_text
+from aunet.io import atomic_write_csv, atomic_write_text
 from aunet.train import class_names
 
 
@@ -55,18 +53,10 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
         rows.append({"case": case_id, **evaluate_case(pred.labels, volume.label, volume.spacing, names),
                      "inference_seconds": seconds})
     summary = summarise(rows)
-    _write_csv(run_dir / f"evaluation_{split}.csv", rows)
+    atomic_write_csv(run_dir / f"evaluation_{split}.csv", rows)
     atomic_write_text(run_dir / f"evaluation_{split}_summary.json",
                       json.dumps({k: {"mean": m, "std": s} for k, (m, s) in summary.items()}, indent=2) + "\n")
     return rows, summary
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buffer.getvalue())
 
 
 def format_summary(summary: dict[str, tuple[float, float]]) -> str:

@@ -1,10 +1,12 @@
 """Atomic file writing: a reader never sees half a checkpoint, table or config."""
 from __future__ import annotations
 
+import csv
+import io
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping, Sequence
 
 
 _UMASK = os.umask(0)
@@ -31,3 +33,12 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write `text` to `path` atomically."""
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def atomic_write_csv(path: str | Path, rows: Sequence[Mapping[str, object]]) -> None:
+    """Write rows (dicts with the same keys) as a CSV file with a header, atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())

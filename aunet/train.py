@@ -14,8 +14,6 @@ with the same weights as an uninterrupted one on the CPU.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import math
 import time
 from pathlib import Path
@@ -28,7 +26,7 @@ from tqdm.auto import tqdm
 from aunet.config import Config
 from aunet.device import autocast, needs_grad_scaler, pick_device, seed_everything
 from aunet.errors import AunetError
-from aunet.io import atomic_write, atomic_write_text
+from aunet.io import atomic_write, atomic_write_csv
 from aunet.snapshots import AttentionSnapshotter, snapshot_schedule
 
 RESUMABLE_CHANGES = ("epochs", "device", "snapshot_epochs")  # what may differ when continuing a run
@@ -153,13 +151,8 @@ class Trainer:
 
     def write_history(self) -> None:
         """Rewrite history.csv from the in-memory rows (atomic, so it always matches last.pt)."""
-        if not self.history:
-            return
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(self.history[0]))
-        writer.writeheader()
-        writer.writerows(self.history)
-        atomic_write_text(self.run_dir / "history.csv", buffer.getvalue())
+        if self.history:
+            atomic_write_csv(self.run_dir / "history.csv", self.history)
 
     # --- checkpoints -------------------------------------------------------------------------
     def save_checkpoint(self, path: Path) -> None:
