@@ -1,6 +1,6 @@
 # aunet: two commands do all the set-up on a fresh machine:
 #   make reproduce   builds the environment, makes the synthetic data, executes every notebook with
-#                    papermill into results/executed/, regenerates figures/ and the results tables
+#                    papermill into results/executed/, regenerates figures/ and the runs in results/runs/
 #   make test        builds the environment and runs the tests (unit + notebook tests)
 # Other targets: setup (the environment only), lab (JupyterLab on the project's kernel), clean.
 
@@ -39,7 +39,7 @@ reproduce: setup data
 	  echo "== papermill $$nb"; \
 	  $(VENV)/bin/papermill --kernel aunet --cwd notebooks $(PARAMS) "$$nb" "$(EXECUTED)/$$(basename $$nb)"; \
 	done
-	@echo "Executed notebooks are in $(EXECUTED)/, figures in figures/, tables in results/tables/."
+	@echo "Executed notebooks are in $(EXECUTED)/, figures in figures/, run folders (with evaluation CSVs) in results/runs/."
 
 lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=. notebooks/01_attention_gate.ipynb
