@@ -4,9 +4,11 @@ from __future__ import annotations
 import csv
 import io
 import os
+import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 
 _UMASK = os.umask(0)
@@ -42,3 +44,36 @@ def atomic_write_csv(path: str | Path, rows: Sequence[Mapping[str, object]]) -> 
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(path, buffer.getvalue())
+
+
+def refuse_nonempty(out: str | Path, overwrite: bool) -> None:
+    """AunetError when `out` is a non-empty folder and `overwrite` is not set."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        from aunet.errors import AunetError
+
+        raise AunetError(f"{out}: already exists and is not empty; choose another --out or pass --overwrite.")
+
+
+@contextmanager
+def atomic_folder(out: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder beside `out` to fill; on success it replaces `out`, on error it is dropped.
+
+    A reader sees the old folder or the finished new one, never a half-written one.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp.chmod(0o777 & ~_UMASK)  # mkdtemp makes it private; a dataset folder should be readable like any other
+    try:
+        yield tmp
+        if out.exists():  # swap the finished folder in, then drop the old one
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -27,11 +27,13 @@ class CheckReport:
     intensity: list[float] = field(default_factory=lambda: [np.inf, -np.inf])
     label_voxels: Counter = field(default_factory=Counter)
     cases: int = 0
+    test_images: int = 0  # unlabelled images in imagesTs/ (listed, not read)
     problems: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """A human-readable multi-line summary."""
-        lines = [f"{self.root}: {self.layout} layout, {self.cases} labelled case(s), "
+        tests = f", {self.test_images} unlabelled test image(s) in imagesTs/" if self.test_images else ""
+        lines = [f"{self.root}: {self.layout} layout, {self.cases} labelled case(s){tests}, "
                  f"{len(self.problems)} problem(s)"]
         if self.labels:
             lines.append("declared labels: " + ", ".join(f"{k} {v}" for k, v in self.labels.items()))
@@ -59,6 +61,7 @@ def check_folder(root: str | Path, progress: bool = True) -> CheckReport:
 
     info = read_dataset(root)
     report = CheckReport(info.root, info.layout, info.labels)
+    report.test_images = len([p for p in (info.root / "imagesTs").glob("*.nii*") if not p.name.startswith(".")])
     for case in tqdm(info.cases, desc="check", unit="case", disable=not progress, leave=False):
         try:
             _check_case(case, info.labels, report)

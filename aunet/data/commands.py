@@ -1,15 +1,14 @@
-"""`aunet data phantom` (write a synthetic Decathlon-layout dataset) and `aunet data check DIR`.
+"""`aunet data phantom` (write a synthetic Decathlon-layout dataset), `aunet data example-ct` (a real CT)
+and `aunet data check DIR`.
 
     aunet data phantom --out data/phantom --cases 30 --seed 0 [--domain scanner_b] [--size 160,128,64]
+    aunet data example-ct --out data/example_ct   # TotalSegmentator's example CT, from PyPI (38 MB)
     aunet data check data/phantom        # exit 0: no problems; 1: problems listed; 2: not a dataset
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 from aunet.data.nifti import save_nifti
 from aunet.data.phantom import DOMAINS, LABELS, make_phantom
 from aunet.errors import AunetError
+from aunet.io import atomic_folder, refuse_nonempty
 
 
 def write_phantom_dataset(out: str | Path, cases: int, seed: int = 0, domain: str = "scanner_a",
@@ -33,12 +33,8 @@ def write_phantom_dataset(out: str | Path, cases: int, seed: int = 0, domain: st
         raise AunetError(f"--cases {cases} is not valid; expected at least 1.")
     if size is not None and (len(size) != 3 or min(size) < 8):
         raise AunetError(f"--size {size} is not valid; expected three voxel counts >= 8, e.g. 160,128,64.")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise AunetError(f"{out}: already exists and is not empty; choose another --out or pass --overwrite.")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; a dataset folder should be readable like any other
-    try:
+    refuse_nonempty(out, overwrite)
+    with atomic_folder(out) as tmp:
         (tmp / "imagesTr").mkdir()
         (tmp / "labelsTr").mkdir()
         training, start = [], time.perf_counter()
@@ -56,16 +52,6 @@ def write_phantom_dataset(out: str | Path, cases: int, seed: int = 0, domain: st
                           "spacing": list(case.spacing),
                           "seconds_per_case": round((time.perf_counter() - start) / cases, 3)}}
         (tmp / "dataset.json").write_text(json.dumps(meta, indent=1) + "\n")
-        if out.exists():  # --overwrite: swap the finished folder in, then drop the old one
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
@@ -95,6 +81,15 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if report.problems else 0
 
 
+def _example_ct(args: argparse.Namespace) -> int:
+    from aunet.data.example_ct import write_example_ct
+
+    out = write_example_ct(args.out, archive=args.archive, overwrite=args.overwrite)
+    print(f"wrote a real CT with labels (imagesTr/, labelsTr/) and one unlabelled CT (imagesTs/) to {out}; "
+          f"next: aunet data check {out}")
+    return 0
+
+
 def register(subparsers) -> None:
     """Add `aunet data phantom` and `aunet data check`."""
     data = subparsers.add_parser("data", help="make a phantom dataset or check a dataset folder")
@@ -108,6 +103,13 @@ def register(subparsers) -> None:
     ph.add_argument("--size", type=_size, default=None, help="voxels X,Y,Z over a 40x32x25.6 cm field of view")
     ph.add_argument("--overwrite", action="store_true", help="replace an existing folder")
     ph.set_defaults(func=_phantom)
+    ex = sub.add_parser("example-ct", help="fetch a real abdominal CT (TotalSegmentator's example, from PyPI) "
+                                          "as a Decathlon folder")
+    ex.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
+    ex.add_argument("--archive", default=None,
+                    help="an already downloaded totalsegmentator-2.18.0.tar.gz (default: fetch and cache it)")
+    ex.add_argument("--overwrite", action="store_true", help="replace an existing folder")
+    ex.set_defaults(func=_example_ct)
     ck = sub.add_parser("check", help="validate a Decathlon or nnU-Net v2 folder and summarise it")
     ck.add_argument("folder", help="dataset folder (with dataset.json, imagesTr/, labelsTr/)")
     ck.add_argument("--quiet", action="store_true", help="no progress bar")

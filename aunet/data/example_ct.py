@@ -1,0 +1,152 @@
+"""A real abdominal CT to try aunet on, fetched from PyPI: `aunet data example-ct --out DIR`.
+
+No public pancreas dataset can be fetched without a registration or a large download, but the
+source distribution of TotalSegmentator (Wasserthal et al., Radiology: AI 2023; Apache-2.0) on PyPI
+carries two real CT volumes in its tests:
+
+- `tests/reference_files/example_ct.nii.gz`: thorax-abdomen CT, 122 x 101 x 112 voxels of 3 mm, RAS,
+  with `example_seg_fast_force_split.nii.gz`, TotalSegmentator's own (automatic, not manual)
+  segmentation of it, in which spleen (1), right and left kidney (2, 3) and pancreas (7) are labelled;
+- `tests/reference_files/aorta_report/example_ct.nii.gz`: a second CT, 233 x 167 x 191 voxels of
+  1.5 mm stored LPS, no segmentation.
+
+This module downloads that archive once (sha256-checked, cached), and writes a Decathlon folder:
+the first CT as `imagesTr/` + `labelsTr/` with its labels mapped to the paper's CT-150 convention
+(0 background, 1 spleen, 2 pancreas, 3 kidney), the second as an unlabelled `imagesTs/` image.
+Image files are copied byte for byte, so `aunet data check` sees the scanner's own headers.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from aunet.data.nifti import load_nifti, read_data, save_nifti
+from aunet.errors import AunetError
+from aunet.io import atomic_folder, refuse_nonempty
+
+ARCHIVE_NAME = "totalsegmentator-2.18.0.tar.gz"
+ARCHIVE_URL = ("https://files.pythonhosted.org/packages/c3/53/7d654d2ec3fcb801ae54d318b0ffc18021aed528bf4e4df0"
+               "753caf0c8a73/" + ARCHIVE_NAME)
+ARCHIVE_SHA256 = "5d4223ef93973bc36d710869d11e7742ead2c154c72f7f9edcaaadd5b6c4bd03"
+_PREFIX = "totalsegmentator-2.18.0/tests/reference_files/"
+MEMBERS = {
+    "image": _PREFIX + "example_ct.nii.gz",
+    "label": _PREFIX + "example_seg_fast_force_split.nii.gz",
+    "test_image": _PREFIX + "aorta_report/example_ct.nii.gz",
+}
+# TotalSegmentator v2 class values -> CT-150 labels (everything else becomes background)
+TOTALSEG_TO_CT150 = {1: 1, 7: 2, 2: 3, 3: 3}  # spleen, pancreas, kidney_right, kidney_left
+LABELS = {0: "background", 1: "spleen", 2: "pancreas", 3: "kidney"}
+CASE, TEST_CASE = "totalseg_example_ct", "totalseg_aorta_ct"
+
+
+def default_cache() -> Path:
+    """Where the archive is kept: $AUNET_CACHE, else ~/.cache/aunet."""
+    return Path(os.environ.get("AUNET_CACHE", Path.home() / ".cache" / "aunet"))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch_archive(cache: str | Path | None = None, progress: bool = True) -> Path:
+    """The TotalSegmentator source archive: from the cache, else downloaded from PyPI and verified."""
+    from tqdm.auto import tqdm
+
+    path = Path(cache or default_cache()) / ARCHIVE_NAME
+    if path.is_file() and _sha256(path) == ARCHIVE_SHA256:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{ARCHIVE_NAME}.", dir=path.parent)
+    try:
+        with urllib.request.urlopen(ARCHIVE_URL, timeout=60) as response, os.fdopen(fd, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=ARCHIVE_NAME, disable=not progress) as bar:
+                for block in iter(lambda: response.read(1 << 16), b""):
+                    out.write(block)
+                    bar.update(len(block))
+        if _sha256(Path(tmp)) != ARCHIVE_SHA256:
+            raise AunetError(f"{ARCHIVE_URL}: the download does not match its sha256 {ARCHIVE_SHA256}; "
+                             "try again, or pass --archive with a verified copy.")
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache file can be read like any other
+        os.replace(tmp, path)
+    except (urllib.error.URLError, OSError) as e:
+        raise AunetError(f"{ARCHIVE_URL}: download failed ({getattr(e, 'reason', e)}); download it by hand "
+                         f"(or `pip download --no-deps --no-binary :all: totalsegmentator==2.18.0`) and pass "
+                         f"--archive PATH.") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def _extract(archive: Path, member: str, dest: Path) -> None:
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            source = tar.extractfile(member)
+            if source is None:
+                raise KeyError(member)
+            with source, open(dest, "wb") as out:
+                shutil.copyfileobj(source, out)
+    except (tarfile.TarError, KeyError, EOFError, OSError) as e:
+        raise AunetError(f"{archive}: cannot read {member} ({type(e).__name__}); expected the "
+                         f"{ARCHIVE_NAME} source archive of TotalSegmentator.") from None
+
+
+def write_example_ct(out: str | Path, archive: str | Path | None = None, cache: str | Path | None = None,
+                     overwrite: bool = False, progress: bool = True) -> Path:
+    """Write the real-CT Decathlon folder (built in a temporary folder, then renamed into place)."""
+    out = Path(out)
+    refuse_nonempty(out, overwrite)
+    if archive is not None:
+        archive = Path(archive)
+        if not archive.is_file():
+            raise AunetError(f"{archive}: file not found; expected the TotalSegmentator archive {ARCHIVE_NAME}.")
+        if _sha256(archive) != ARCHIVE_SHA256:
+            raise AunetError(f"{archive}: sha256 differs from {ARCHIVE_NAME}'s {ARCHIVE_SHA256}; "
+                             "expected exactly that archive.")
+    else:
+        archive = fetch_archive(cache, progress)
+    with atomic_folder(out) as tmp:
+        for sub in ("imagesTr", "labelsTr", "imagesTs"):
+            (tmp / sub).mkdir()
+        name = f"{CASE}.nii.gz"
+        _extract(archive, MEMBERS["image"], tmp / "imagesTr" / name)
+        _extract(archive, MEMBERS["test_image"], tmp / "imagesTs" / f"{TEST_CASE}.nii.gz")
+        raw_label = tmp / "totalseg_labels.nii.gz"
+        _extract(archive, MEMBERS["label"], raw_label)
+        seg_nii = load_nifti(raw_label)
+        seg = read_data(seg_nii, raw_label, dtype=np.int16)
+        label = np.zeros(seg.shape, dtype=np.uint8)
+        for source, target in TOTALSEG_TO_CT150.items():
+            label[seg == source] = target
+        save_nifti(tmp / "labelsTr" / name, label, seg_nii.affine)
+        raw_label.unlink()
+        meta = {
+            "name": "TotalSegmentator example CT",
+            "description": "Real CT from the tests of TotalSegmentator 2.18.0 (PyPI sdist); labels are "
+                           "TotalSegmentator's automatic segmentation mapped to CT-150 values.",
+            "reference": "Wasserthal et al., TotalSegmentator, Radiology: Artificial Intelligence 2023",
+            "licence": "Apache-2.0 (TotalSegmentator package)",
+            "tensorImageSize": "3D", "modality": {"0": "CT"},
+            "labels": {str(k): v for k, v in LABELS.items()},
+            "numTraining": 1, "numTest": 1,
+            "training": [{"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"}],
+            "test": [f"./imagesTs/{TEST_CASE}.nii.gz"],
+            "aunet": {"source": ARCHIVE_URL, "sha256": ARCHIVE_SHA256, "members": MEMBERS,
+                      "label_map": {str(k): v for k, v in TOTALSEG_TO_CT150.items()}},
+        }
+        (tmp / "dataset.json").write_text(json.dumps(meta, indent=1) + "\n")
+    return out
