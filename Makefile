@@ -13,7 +13,7 @@ EXECUTED  := results/executed
 # Extra papermill parameters for every notebook, e.g. make reproduce PARAMS="-p profile paper"
 PARAMS ?=
 
-.PHONY: setup test reproduce lab data clean lock
+.PHONY: setup test browser reproduce lab data clean lock
 
 setup: $(STAMP)
 
@@ -25,8 +25,19 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name aunet --display-name "Python (aunet)" >/dev/null
 	touch $@
 
-test: setup
+test: setup browser
 	$(PY) -m pytest
+
+# tests/test_viewer_browser.py drives the slice viewer in Chromium; on CI (CI=true) install Debian's
+# chromium when it is missing (elsewhere that test is skipped with the reason instead)
+browser:
+	@if [ "$$CI" = "true" ] && [ ! -x /usr/bin/chromium ]; then \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  echo "== apt-get install chromium (browser widget test)"; \
+	  log=$$(mktemp); \
+	  { $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+	    >$$log 2>&1 || { cat $$log; rm -f $$log; exit 1; }; rm -f $$log; \
+	fi
 
 data: data/phantom/dataset.json
 

@@ -5,6 +5,7 @@
     aunet train --profile quick --model attention_unet    (aunet/train.py)
     aunet evaluate RUN_DIR                                (aunet/evaluate.py)
     aunet predict CHECKPOINT IN.nii.gz OUT.nii.gz         (aunet/inference.py)
+    aunet tables --runs results/runs --out results/tables (aunet/tables.py)
 
 User errors (AunetError, a missing file) print one line and exit with status 2, no traceback.
 """
@@ -19,7 +20,7 @@ from aunet.config import Config
 from aunet.errors import AunetError
 
 # module -> it defines register(subparsers); each parser sets `func(args) -> int | None`
-COMMAND_MODULES = ("aunet.data.commands", "aunet.train", "aunet.evaluate", "aunet.inference")
+COMMAND_MODULES = ("aunet.data.commands", "aunet.train", "aunet.evaluate", "aunet.inference", "aunet.tables")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, only: Sequence[str] | None = None) -> None:

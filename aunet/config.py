@@ -58,6 +58,7 @@ class Config:
     amp: bool = True  # mixed precision (CUDA only)
     snapshot_epochs: tuple[int, ...] = (3, 6, 10, 60, 150)  # when to save attention maps (paper's figure)
     out_dir: str = "results/runs/run"
+    init_checkpoint: str = ""  # fine-tuning: start from this checkpoint's model weights only ("" = random init)
 
     # --- inference -----------------------------------------------------------------------------
     overlap: float = 0.5  # sliding-window overlap between neighbouring patches

@@ -9,7 +9,8 @@ A run folder holds everything about one run:
 
 Resuming (`resume=True`, CLI `--resume`) continues from last.pt. Training batches are a pure function of
 (seed, epoch, step) (see aunet.data.PatchDataset), so a resumed run, even after a kill mid-epoch, ends
-with the same weights as an uninterrupted one on the CPU.
+with the same weights as an uninterrupted one on the CPU. Fine-tuning (`init_checkpoint`) starts a new run from
+another run's model weights, with a fresh optimiser and schedule.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from aunet.errors import AunetError
 from aunet.io import atomic_write, atomic_write_csv
 from aunet.snapshots import AttentionSnapshotter, snapshot_schedule
 
-RESUMABLE_CHANGES = ("epochs", "device", "snapshot_epochs")  # what may differ when continuing a run
+RESUMABLE_CHANGES = ("epochs", "device", "snapshot_epochs", "out_dir")  # may differ when continuing (a moved folder)
 CLASS_NAMES = {1: "spleen", 2: "pancreas", 3: "kidney"}  # CT-150 labels of the 4-class model
 
 
@@ -120,6 +121,8 @@ class Trainer:
         elif (self.run_dir / "last.pt").exists():
             raise AunetError(f"Run folder {self.run_dir} already holds a run; pass --resume to continue it "
                              f"or choose another --out-dir.")
+        elif self.cfg.init_checkpoint:
+            self.load_initial_weights(Path(self.cfg.init_checkpoint))
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.cfg.save(self.run_dir / "config.json")
         schedule = snapshot_schedule(self.cfg.epochs, self.cfg.snapshot_epochs)
@@ -164,6 +167,29 @@ class Trainer:
             "history": self.history, "torch_rng": torch.get_rng_state(),
         }
         atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+    def load_initial_weights(self, path: Path) -> None:
+        """Fine-tuning: take the model weights of another run's checkpoint; optimiser and epochs start afresh."""
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except FileNotFoundError:
+            raise AunetError(f"init_checkpoint {path} does not exist; expected a .pt file written by "
+                             f"`aunet train`.") from None
+        except Exception as e:  # torch raises many types for a truncated or foreign file
+            raise AunetError(f"init_checkpoint {path} is not a readable aunet checkpoint "
+                             f"({type(e).__name__}).") from None
+        if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+            raise AunetError(f"init_checkpoint {path} is not an aunet checkpoint; expected a dict with "
+                             f"'model' weights.")
+        if state.get("model_name") != self.cfg.model:
+            raise AunetError(f"init_checkpoint {path} holds a {state.get('model_name')!r} model but "
+                             f"model={self.cfg.model!r} is being trained; start from a checkpoint of the same model.")
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError:  # same model class, other widths or classes
+            raise AunetError(f"init_checkpoint {path} holds weights of another shape than the configured "
+                             f"{self.cfg.model} (base_filters, num_classes, gates); use the settings it was "
+                             f"trained with.") from None
 
     def load_checkpoint(self, path: Path) -> None:
         """Restore a run saved by save_checkpoint (for --resume)."""

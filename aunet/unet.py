@@ -88,12 +88,27 @@ class UNet(nn.Module):
         return skips, self.center(x)  # bottleneck: (B, f[4], *S / 16)
 
     def head(self, decoded: list[torch.Tensor]) -> torch.Tensor:
-        """Logits (B, num_classes, *S) from the decoder outputs of levels 1-4 (fine to coarse)."""
+        """Logits (B, num_classes, *S) from the decoder outputs of levels 1-4 (fine to coarse).
+
+        The paper's fusion is final(cat(up(dsv_1(d_1)), ..., up(dsv_4(d_4)))). Both 1x1 convolutions and
+        (tri)linear upsampling are linear, and upsampling keeps constants, so the same logits are
+        sum_l up(F_l dsv_l(d_l)) + b_final, with F_l the block of `final`'s weights that reads level l.
+        Composing F_l with dsv_l first (a K x f_l matrix) runs each level's 1x1 conv at its own
+        resolution and skips the 4K-channel concatenation and the K-channel conv at full resolution.
+        Same parameters, same function; only cheaper (benchmarks/).
+        """
         if not self.deep_supervision:
             return self.final(decoded[0])
-        size = decoded[0].shape[2:]
-        dsv = [interpolate(head(d), size) for head, d in zip(self.dsv, decoded)]  # 4 x (B, K, *S)
-        return self.final(torch.cat(dsv, dim=1))
+        size, K = decoded[0].shape[2:], self.num_classes
+        W_final = self.final.weight.flatten(1)  # (K, 4K): columns l*K..(l+1)*K read level l
+        conv_nd = F.conv2d if self.dim == 2 else F.conv3d
+        logits = None
+        for l, (dsv, d) in enumerate(zip(self.dsv, decoded)):
+            F_l = W_final[:, l * K:(l + 1) * K]  # (K, K)
+            weight = (F_l @ dsv.weight.flatten(1)).view(K, -1, *(1,) * self.dim)  # (K, f_l, 1, 1(, 1))
+            y = interpolate(conv_nd(d, weight, F_l @ dsv.bias), size)  # (B, K, *S)
+            logits = y if logits is None else logits + y
+        return logits + self.final.bias.view(1, K, *(1,) * self.dim)
 
     def forward(self, x: torch.Tensor, return_attention: bool = False):
         """Logits (B, num_classes, *S); with return_attention, (logits, {}) as U-Net has no gates."""

@@ -54,6 +54,17 @@ def build(name: str, device: torch.device | str = "cpu", channels_last: bool = F
     return model
 
 
+def with_fastconv(model: nn.Module) -> nn.Module:
+    """The same model with every nn.Conv3d running through aunet.fastconv (a benchmark-only check of
+    what aunet's convolution path would give MONAI's model: same weights, same function)."""
+    from aunet import fastconv
+
+    for module in model.modules():
+        if type(module) is nn.Conv3d:
+            module.__class__ = fastconv.Conv3d
+    return model
+
+
 def count_flops(name: str, size: tuple[int, ...], batch: int = 1, backward: bool = False) -> int:
     """FLOPs of one forward (or forward+backward) pass, counted on the meta device (no compute)."""
     model = build(name, device="meta")

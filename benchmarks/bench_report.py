@@ -94,6 +94,21 @@ def variants_table(results: dict) -> str:
             + _table(["variant", "forward s", "speed-up", "fwd+bwd s", "speed-up"], rows))
 
 
+def fastconv_table(results: dict) -> str:
+    f = results.get("fastconv")
+    if not f:
+        return "Not measured in this run."
+    parts = []
+    for key, entry in f.items():
+        t = {n: med(v) for n, v in entry["times"].items()}
+        shipped = t["monai.AttentionUnet (as shipped)"]
+        rows = [[n, f"{v:.3f}", f"{v / shipped:.3f}"] for n, v in t.items()]
+        parts.append(f"Input 1x1x{_size(entry['size'])}, forward+backward, median of {len(next(iter(entry['times'].values())))} "
+                     f"interleaved repeats.\n\n" + _table(["model (convolution path)", "fwd+bwd s",
+                                                            "/ monai.AttentionUnet as shipped"], rows))
+    return "\n\n".join(parts)
+
+
 def sliding_table(results: dict) -> str:
     s = results.get("sliding")
     if not s or "not_measured" in s:
@@ -115,6 +130,7 @@ def render(results: dict) -> str:
         parts.append(f"### Time and memory at {_size(results['forward'][key]['size'])}\n\n" + timing_table(results, key))
     parts.append("### Training throughput (forward + backward + Adam step)\n\n" + training_table(results))
     parts.append("### Optional speed-ups\n\n" + variants_table(results))
+    parts.append("### aunet.fastconv: where the forward+backward speed comes from\n\n" + fastconv_table(results))
     parts.append("### Whole-volume sliding-window inference\n\n" + sliding_table(results))
     return "\n\n".join(parts) + "\n"
 
@@ -144,8 +160,8 @@ How to read these numbers:
   in more than the gates, so its ratio is an upper bound on MONAI's gate cost; aunet's pair differs
   only by the gates.
 - Times are medians of repeats after one warm-up, with the compared models timed in turns
-  (A, B, C, D, A, B, ...) on a machine shared with other jobs: absolute seconds are noisy, ratios from
-  the same run are what we report.
+  (A, B, C, D, A, B, ...): absolute seconds vary between machines and runs, ratios from the same run
+  are what we report.
 - Forward = `model.eval()` under `torch.inference_mode()`; forward+backward = train mode, `mean(logits).backward()`.
 - Peak memory on the CPU: the peak RSS of a fresh subprocess minus its RSS just before the call (one
   process per measurement); on CUDA, `max_memory_allocated` above what was allocated before.
@@ -164,6 +180,16 @@ How to read these numbers:
 - Channels-last 3D memory format and `torch.compile` are options, not defaults:
   `aunet.unet.optimise(model, channels_last=True, compile=False)`; the "Optional speed-ups" table shows
   what they give here (`--compile` adds the compiled variants; compilation is slow on 2 cores).
+- `aunet.fastconv` (default; same weights and function as `nn.Conv3d`, tested to float32 rounding): on
+  the CPU, PyTorch picks its convolution kernel with a heuristic tuned for 2D images that sends many
+  3D layers at batch 1 to a slow im2col kernel, and oneDNN's weight gradient parallelises poorly over a
+  single volume. aunet runs every 3x3x3 convolution's forward through oneDNN and its backward on the
+  volume cut into two depth halves with a one-slice halo (a batch of two). The "aunet.fastconv" table
+  shows it off and on, and what the same swap gives MONAI's model: the aunet / MONAI ratios in the
+  first table compare aunet as shipped with MONAI as shipped.
+- Deep-supervision fusion without the full-resolution concatenation: the fusion 1x1x1 conv is composed
+  with each level's 1x1x1 conv at that level's resolution before upsampling (same function and
+  parameters, see `UNet.head`).
 - Tried and not kept: computing the 1x1x1 convolutions as one matmul (PyTorch's CPU path for 1x1x1
   kernels on channels-first tensors is slow in isolation), because an interleaved A/B of the whole
   model showed no gain.

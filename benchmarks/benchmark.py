@@ -8,7 +8,8 @@ interleaved repeats after warm-up) at a CPU-friendly size and at the paper's 160
 the gate overhead AttentionUNet / UNet (and MONAI AttentionUnet / BasicUNet); training throughput
 (voxels/s with an Adam step); whole-volume sliding-window inference of a 512x512x200 CT; achieved
 GFLOP/s against the machine's own matmul GFLOP/s; and the speed-up of the optional channels-last
-memory format (and torch.compile with --compile). Writes the raw results as JSON and prints a
+memory format (and torch.compile with --compile); and forward+backward with aunet.fastconv on and off,
+for aunet's model and for MONAI's with its convolutions swapped for aunet's. Writes the raw results as JSON and prints a
 Markdown table; --write-docs renders docs/benchmarks.md from that JSON.
 """
 from __future__ import annotations
@@ -99,6 +100,31 @@ def measure_variants(device, amp, size, warmup, repeats, use_compile: bool) -> d
         out[kind] = dict(size=list(size), batch=1, times=M.interleaved(steps, device, warmup + 1, repeats))
         print(f"  variants {kind} {size}: " + ", ".join(
             f"{n} {M.median(t):.3f}s" for n, t in out[kind]["times"].items()), flush=True)
+    return out
+
+
+def measure_fastconv(device, amp, sizes: dict, warmup: int, repeats: dict) -> dict:
+    """Forward+backward with and without aunet.fastconv, for aunet's and MONAI's attention models, interleaved."""
+    from aunet import fastconv
+
+    def without(step):
+        def run():
+            with fastconv.disabled():
+                return step()
+        return run
+
+    out = {}
+    for key, size in sizes.items():
+        x = M.make_input(size, 1, device)
+        aunet_model = bench_models.build(ATTENTION_MODEL, device)
+        monai_fast = bench_models.with_fastconv(bench_models.build("monai.AttentionUnet", device))
+        steps = {"aunet.AttentionUNet (fastconv, default)": M.backward_step(aunet_model, x, device, amp),
+                 "aunet.AttentionUNet (fastconv off)": without(M.backward_step(aunet_model, x, device, amp)),
+                 "monai.AttentionUnet (as shipped)": M.backward_step(bench_models.build("monai.AttentionUnet", device), x, device, amp),
+                 "monai.AttentionUnet (with aunet.fastconv)": M.backward_step(monai_fast, x, device, amp)}
+        out[key] = dict(size=list(size), batch=1, times=M.interleaved(steps, device, warmup, repeats[key]))
+        print(f"  fastconv fwd+bwd {size}: " + ", ".join(
+            f"{n} {M.median(t):.3f}s" for n, t in out[key]["times"].items()), flush=True)
     return out
 
 
@@ -211,6 +237,9 @@ def run(args: argparse.Namespace) -> dict:
     print("variants ...", flush=True)
     results["variants"] = measure_variants(device, amp, prof["sizes"]["small"], prof["warmup"],
                                            prof["repeats"]["small"], args.compile)
+    save(results, args.out)
+    print("fastconv ...", flush=True)
+    results["fastconv"] = measure_fastconv(device, amp, prof["sizes"], prof["warmup"], prof["backward_repeats"])
     save(results, args.out)
     print("memory (one fresh process per measurement) ...", flush=True)
     script = Path(__file__).resolve()

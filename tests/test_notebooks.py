@@ -35,6 +35,12 @@ SMOKE_PARAMETERS: dict[str, dict[str, object]] = {
     "05_attention_evolution.ipynb": {"out_dir": "{tmp}/runs/attention_unet", "data_dir": "{tmp}/phantom", "cases": 4,
                                      "spacing": 8.0, "epochs": 3, "iterations_per_epoch": 1,
                                      "figures_dir": "{tmp}/figures"},
+    "06_paper_tables.ipynb": {"ct150_data_dir": "{tmp}/phantom_a", "tcia_data_dir": "{tmp}/phantom_b", "ct150_cases": 8,
+                              "tcia_cases": 6, "phantom_size": [80, 64, 32], "spacing": 8.0, "epochs": 1,
+                              "iterations_per_epoch": 1, "runs_dir": "{tmp}/runs", "reuse_from": "{tmp}/none",
+                              "tables_dir": "{tmp}/tables", "figures_dir": "{tmp}/figures"},
+    "07_slice_viewer.ipynb": {"data_dir": "{tmp}/phantom", "cases": 1, "size": [48, 40, 24], "case": 0,
+                              "run_dir": "{tmp}/no_run"},
 }
 
 # Notebooks whose stored outputs (cells marked NBVAL_CHECK_OUTPUT) are lessons checked by nbval.

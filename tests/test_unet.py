@@ -70,3 +70,20 @@ def test_same_seed_same_output():
     assert torch.equal(a, b)
     assert all(torch.equal(att_a[k], att_b[k]) for k in att_a)
     assert att_a["level2"].std() > 0  # after training, alpha is no longer uniform
+
+
+@pytest.mark.parametrize("dim,size", [(3, (16, 32, 16)), (2, (32, 48))])
+def test_fused_deep_supervision_is_the_papers_fusion(dim, size):
+    """head() composes the fusion conv into each level's 1x1 conv; it must equal final(cat(up(dsv_l(d_l))))."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    model = UNet(dim=dim, filters=(4, 8, 16, 32, 64)).eval()
+    for p in model.parameters():  # random biases too, so a dropped bias term would show
+        torch.nn.init.normal_(p, std=0.5)
+    decoded = [torch.randn(2, c, *(s // 2 ** l for s in size)) for l, c in enumerate(model.filters[:4])]
+    mode = "trilinear" if dim == 3 else "bilinear"
+    upsampled = [F.interpolate(dsv(d), size=size, mode=mode, align_corners=False) if l else dsv(d)
+                 for l, (dsv, d) in enumerate(zip(model.dsv, decoded))]
+    expected = model.final(torch.cat(upsampled, dim=1))
+    torch.testing.assert_close(model.head(decoded), expected, rtol=1e-4, atol=1e-4)

@@ -20,12 +20,12 @@ def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 120) -> Path:
 
 
 def show_ct(ax: plt.Axes, image: np.ndarray, label: np.ndarray | None = None, title: str = "") -> None:
-    """A 2D slice (X, Y) shown radiologically (rows = Y), with label outlines if given."""
-    ax.imshow(np.asarray(image, dtype=np.float32).T, cmap="gray", origin="lower")
+    """An axial slice (X, Y) of a RAS volume shown radiologically: patient's right on the left, anterior up."""
+    ax.imshow(_radiological(image), cmap="gray", origin="lower")
     if label is not None:
         for k, colour in LABEL_COLOURS.items():
             if (label == k).any():
-                ax.contour((label == k).T.astype(float), levels=[0.5], colors=[colour], linewidths=0.8, origin="lower")
+                ax.contour(_radiological(label == k), levels=[0.5], colors=[colour], linewidths=0.8, origin="lower")
     ax.set_title(title, fontsize=9)
     ax.axis("off")
 
@@ -35,8 +35,13 @@ def overlay_alpha(ax: plt.Axes, image: np.ndarray, alpha: np.ndarray, label: np.
     """alpha (coarse grid) upsampled by nearest neighbour onto the CT slice, as a heat map."""
     show_ct(ax, image, label, title)
     extent = (-0.5, image.shape[0] - 0.5, -0.5, image.shape[1] - 0.5)
-    return ax.imshow(np.asarray(alpha, dtype=np.float32).T, cmap="jet", alpha=0.45, origin="lower",
+    return ax.imshow(_radiological(alpha), cmap="jet", alpha=0.45, origin="lower",
                      extent=extent, vmin=0.0, vmax=vmax or 1.0, interpolation="bilinear")
+
+
+def _radiological(slice_xy: np.ndarray) -> np.ndarray:
+    """(X, Y) slice of a RAS volume -> rows Y (anterior up with origin="lower"), columns patient right -> left."""
+    return np.asarray(slice_xy, dtype=np.float32)[::-1].T
 
 
 def plot_training_curves(histories: Mapping[str, Sequence[Mapping[str, float]]],
@@ -79,4 +84,26 @@ def plot_attention_evolution(snapshots: Mapping[int, Mapping[str, np.ndarray]], 
     fig.colorbar(mappable, ax=axes[1:].tolist(), fraction=0.02, pad=0.01, label=f"alpha ({level})")
     fig.suptitle(f"Attention across training epochs ({level}; focus = mean alpha on pancreas / elsewhere)",
                  fontsize=10)
+    return fig
+
+
+def plot_dice_vs_paper(columns: Sequence[tuple[str, tuple[float, float] | None, tuple[float, float]]],
+                       organ: str = "pancreas") -> plt.Figure:
+    """Test Dice (mean ± std) per experiment column, measured beside the paper's; runs not made are marked."""
+    fig, ax = plt.subplots(figsize=(1.1 * len(columns) + 2, 3.4))
+    x = np.arange(len(columns))
+    measured = [c[1] or (0.0, 0.0) for c in columns]
+    ax.bar(x - 0.2, [m for m, _ in measured], 0.4, yerr=[s for _, s in measured], capsize=3, label="measured (aunet)")
+    ax.bar(x + 0.2, [c[2][0] for c in columns], 0.4, yerr=[c[2][1] for c in columns], capsize=3,
+           color="lightgrey", edgecolor="grey", label="paper")
+    for i, c in enumerate(columns):
+        if c[1] is None:
+            ax.text(i - 0.2, 0.02, "not run", rotation=90, ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(x, [c[0] for c in columns], rotation=30, ha="right", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel(f"{organ} Dice (test)")
+    ax.set_title(f"{organ} Dice, mean ± std over test cases: this project's runs beside the paper's", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: never hides a bar
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
     return fig

@@ -1,0 +1,226 @@
+"""The paper's experiments as named specs, and a runner that trains and evaluates each into its own folder.
+
+Oktay et al. (MIDL 2018) report two pancreas tables (shared/REFERENCE.md section 4), each for U-Net and
+Attention U-Net:
+
+    ct150_120_30    CT-150, 120 training / 30 test scans
+    ct150_30_120    CT-150, 30 training / 120 test scans (the "little training data" setting)
+    tcia_61_21      TCIA Pancreas-CT (82 scans) trained from scratch, 61 training / 21 test scans
+    tcia_finetune   the ct150_120_30 model of the same kind trained further on the same TCIA training scans
+
+A spec holds only what differs between experiments (the dataset, the split fractions, an initial
+checkpoint); everything else comes from one base Config (a profile plus the notebook's or caller's
+overrides), so the same specs run the quick profile on a CPU and the paper profile on a GPU.
+
+Datasets. CT-150 is not public, and neither dataset ships with aunet. On the built-in phantom:
+
+    ct150 -> a phantom folder of domain "scanner_a" (portal-venous contrast, 2.5 x 2.5 x 4 mm, RAS)
+    tcia  -> a phantom folder of domain "scanner_b" (the second scanner: late-arterial contrast, more
+             noise, another spacing, LPS storage), drawn with another seed so that its anatomies differ
+             from ct150's (the generator draws the anatomy first, so one seed would give the same bodies)
+
+with the paper's train/test proportions (test fractions 30/150, 120/150 and 21/82). With real data,
+`datasets` points ct150 at e.g. MSD Task07_Pancreas and tcia at NIH Pancreas-CT, with their label maps.
+The paper names no validation split; aunet holds `val_fraction` of the cases out of the training scans
+to choose best.pt (10 % of all cases; 4 % in the 30/120 setting, one in five of its 30 training scans).
+
+Run folders: `<runs_dir>/<experiment>/<model>/` hold the training run (config.json, history.csv,
+checkpoints) and its evaluation (evaluation_test.csv, evaluation_test_summary.json). A run whose records
+are complete for the same config is skipped, an interrupted one is resumed, a finished but unevaluated
+one is evaluated; a folder holding a run of other settings is refused.
+
+    base = Config.from_profile("quick", epochs=12, iterations_per_epoch=20)
+    write_missing_phantoms(DEFAULT_DATASETS, seed=0)
+    run_experiments(base, "results/runs")          # {("ct150_120_30", "unet"): "trained", ...}
+"""
+from __future__ import annotations
+
+import csv
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from aunet.config import Config
+from aunet.errors import AunetError
+from aunet.train import RESUMABLE_CHANGES
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One of the paper's experiments: which data, how it is split, where training starts."""
+
+    name: str  # run folder name under runs_dir
+    table: str  # "ct150" (the paper's first table) or "tcia" (the second)
+    dataset: str  # key into `datasets`: "ct150" or "tcia"
+    setting: str  # the paper's column title after the model name, e.g. "(120/30)" or "fine-tune"
+    test_fraction: float  # the paper's test scans / all scans
+    val_fraction: float  # held out of the training scans to choose best.pt
+    init_from: str = ""  # experiment whose model of the same kind initialises this one (fine-tuning)
+
+
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
+    Experiment("ct150_120_30", "ct150", "ct150", "(120/30)", test_fraction=30 / 150, val_fraction=0.1),
+    Experiment("ct150_30_120", "ct150", "ct150", "(30/120)", test_fraction=120 / 150, val_fraction=0.04),
+    Experiment("tcia_61_21", "tcia", "tcia", "(61/21)", test_fraction=21 / 82, val_fraction=0.1),
+    Experiment("tcia_finetune", "tcia", "tcia", "fine-tune", test_fraction=21 / 82, val_fraction=0.1,
+               init_from="ct150_120_30"),
+)}
+MODELS = ("unet", "attention_unet")
+MODEL_TITLES = {"unet": "U-Net", "attention_unet": "Att U-Net"}  # as in the paper's tables
+
+
+@dataclass(frozen=True)
+class PhantomStandIn:
+    """The phantom folder that stands in for one of the paper's datasets."""
+
+    domain: str  # aunet.data.phantom.DOMAINS key
+    seed_offset: int  # added to the seed, so the two datasets hold different bodies
+    cases: int  # default number of cases (CT-150 : TCIA = 150 : 82)
+
+
+PHANTOMS = {"ct150": PhantomStandIn("scanner_a", 0, 30), "tcia": PhantomStandIn("scanner_b", 1000, 16)}
+DEFAULT_DATASETS: dict[str, dict[str, Any]] = {"ct150": {"data_dir": "data/phantom"},
+                                               "tcia": {"data_dir": "data/phantom_scanner_b"}}
+EVALUATION = ("evaluation_test.csv", "evaluation_test_summary.json")
+
+
+def experiment_config(name: str, model: str, base: Config, runs_dir: str | Path,
+                      datasets: Mapping[str, Mapping[str, Any]] | None = None) -> Config:
+    """The Config of one run: `base` with the experiment's dataset overrides, split, out_dir and init checkpoint."""
+    if name not in EXPERIMENTS:
+        raise AunetError(f"Unknown experiment {name!r}; expected one of: {', '.join(EXPERIMENTS)}.")
+    if model not in MODELS:
+        raise AunetError(f"Unknown model {model!r}; expected one of: {', '.join(MODELS)}.")
+    exp, datasets = EXPERIMENTS[name], datasets or DEFAULT_DATASETS
+    if exp.dataset not in datasets:
+        raise AunetError(f"No settings for dataset {exp.dataset!r} (needed by {name}); give datasets[{exp.dataset!r}] "
+                         f"= {{'data_dir': ...}}.")
+    runs_dir = Path(runs_dir)
+    init = str(runs_dir / exp.init_from / model / "best.pt") if exp.init_from else ""
+    return Config.from_dict({**datasets[exp.dataset], "model": model, "test_fraction": exp.test_fraction,
+                             "val_fraction": exp.val_fraction, "out_dir": str(runs_dir / name / model),
+                             "init_checkpoint": init}, base=base)
+
+
+def history_epochs(run_dir: Path) -> int:
+    """Number of epochs recorded in run_dir/history.csv (0 when absent)."""
+    path = Path(run_dir) / "history.csv"
+    if not path.is_file():
+        return 0
+    with open(path, newline="") as f:
+        return sum(1 for _ in csv.DictReader(f))
+
+
+def differences(saved: Config, cfg: Config) -> dict[str, tuple[Any, Any]]:
+    """Fields whose values differ between two configs, out_dir aside (a run folder may be moved or copied)."""
+    a, b = saved.to_dict(), cfg.to_dict()
+    return {k: (a[k], b[k]) for k in a if a[k] != b[k] and k != "out_dir"}
+
+
+def run_state(run_dir: str | Path, cfg: Config) -> str:
+    """'empty', 'complete' (trained to cfg.epochs and evaluated), 'partial' (resumable) or 'other' (other settings)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        return "partial" if (run_dir / "last.pt").is_file() else "empty"
+    saved = Config.load(run_dir / "config.json")
+    diff = differences(saved, cfg)
+    if set(diff) - set(RESUMABLE_CHANGES) or saved.epochs > cfg.epochs:
+        return "other"
+    if diff:
+        return "partial"
+    files = [run_dir / n for n in ("best.pt", "last.pt", *EVALUATION)]
+    trained = history_epochs(run_dir) == cfg.epochs and all(p.is_file() for p in files)
+    # an evaluation older than best.pt scored an earlier model
+    evaluated = trained and all(p.stat().st_mtime >= files[0].stat().st_mtime for p in files[2:])
+    return "complete" if evaluated else "partial"
+
+
+def copy_run(source: Path, run_dir: Path, cfg: Config) -> None:
+    """Copy a complete run folder into run_dir (atomically), its config.json saying the new out_dir."""
+    from aunet.io import atomic_folder
+
+    with atomic_folder(run_dir) as tmp:
+        for item in source.iterdir():
+            if item.is_dir():
+                shutil.copytree(item, tmp / item.name)
+            else:
+                shutil.copy2(item, tmp / item.name)  # keeps mtimes: the evaluation stays newer than best.pt
+        cfg.save(tmp / "config.json")
+        (tmp / "reused_from.txt").write_text(f"{source.resolve()}\n")
+
+
+def run_experiment(name: str, model: str, base: Config, runs_dir: str | Path,
+                   datasets: Mapping[str, Mapping[str, Any]] | None = None, reuse_from: str | Path | None = None,
+                   progress: bool = True) -> str:
+    """Train then evaluate one run unless its records are complete; returns what was done.
+
+    'skipped' (complete already), 'reused' (copied from reuse_from/<model>, whose config is the same but for
+    out_dir), 'trained', 'resumed' or 'evaluated' (training was complete, the evaluation was not).
+    """
+    from aunet.evaluate import evaluate_run
+    from aunet.train import train
+
+    cfg = experiment_config(name, model, base, runs_dir, datasets)
+    run_dir = Path(cfg.out_dir)
+    state = run_state(run_dir, cfg)
+    if state == "complete":
+        return "skipped"
+    if state == "other":
+        diff = differences(Config.load(run_dir / "config.json"), cfg)
+        changed = "; ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in diff.items())
+        raise AunetError(f"{run_dir} holds a run with other settings ({changed}); delete it or choose another "
+                         f"runs folder.")
+    if state == "empty" and reuse_from is not None:
+        source = Path(reuse_from) / model
+        if run_state(source, cfg) == "complete":
+            copy_run(source, run_dir, cfg)
+            return "reused"
+    if cfg.init_checkpoint and not Path(cfg.init_checkpoint).is_file() and not (run_dir / "last.pt").is_file():
+        raise AunetError(f"{name} starts from {cfg.init_checkpoint}, which does not exist; run "
+                         f"{EXPERIMENTS[name].init_from} for {model} first.")
+    done = history_epochs(run_dir) if (run_dir / "last.pt").is_file() else 0
+    trainer = train(cfg, resume=(run_dir / "last.pt").is_file(), progress=progress)
+    evaluate_run(run_dir, data=trainer.data, progress=progress)
+    return "trained" if done == 0 else "resumed" if done < cfg.epochs else "evaluated"
+
+
+def run_experiments(base: Config, runs_dir: str | Path, names: Sequence[str] = tuple(EXPERIMENTS),
+                    models: Sequence[str] = MODELS, datasets: Mapping[str, Mapping[str, Any]] | None = None,
+                    reuse_from: str | Path | None = None, progress: bool = True) -> dict[tuple[str, str], str]:
+    """Run every (experiment, model), fine-tunes after the runs they start from; one line printed per run.
+
+    reuse_from: a folder of run folders named by model (notebook 04's results/runs/quick); a run there whose
+    config equals one of ours (out_dir aside) and whose records are complete is copied instead of retrained.
+    """
+    unknown = [n for n in names if n not in EXPERIMENTS]
+    if unknown:
+        raise AunetError(f"Unknown experiment(s) {', '.join(unknown)}; expected some of: {', '.join(EXPERIMENTS)}.")
+    order = sorted(names, key=lambda n: bool(EXPERIMENTS[n].init_from))  # stable: fine-tunes last
+    done = {}
+    for name in order:
+        for model in models:
+            done[name, model] = run_experiment(name, model, base, runs_dir, datasets, reuse_from, progress)
+            if progress:
+                print(f"{name}/{model}: {done[name, model]}")
+    return done
+
+
+def write_missing_phantoms(datasets: Mapping[str, Mapping[str, Any]], seed: int = 0,
+                           cases: Mapping[str, int] | None = None, size: tuple[int, int, int] | None = None,
+                           progress: bool = True) -> list[Path]:
+    """Write the phantom stand-in of each dataset whose data_dir holds no dataset.json yet; returns those written."""
+    from aunet.data.commands import write_phantom_dataset
+
+    written = []
+    for key, settings in datasets.items():
+        if key not in PHANTOMS or not settings.get("data_dir"):
+            continue
+        folder = Path(settings["data_dir"])
+        if (folder / "dataset.json").exists():
+            continue
+        stand_in = PHANTOMS[key]
+        n = (cases or {}).get(key, stand_in.cases)
+        written.append(write_phantom_dataset(folder, n, seed + stand_in.seed_offset, stand_in.domain, size,
+                                             progress=progress))
+    return written

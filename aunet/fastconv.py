@@ -1,0 +1,87 @@
+"""A faster 3x3x3 convolution for small batches on the CPU: same function, same parameters.
+
+Why this exists. On the CPU, PyTorch picks between oneDNN and a plain im2col ("slow_conv3d") kernel
+with a heuristic tuned for 2D images, and oneDNN's weight gradient parallelises poorly over a
+batch of one 3D volume. Measured here (benchmarks/, 2 cores), for the convolutions of the paper's
+networks at batch 1, forward + backward of a single layer ran 1.5-6x slower than the same work
+split into two half-volumes.
+
+What it does, for a float32 CPU `Conv3d` with a 3x3x3 kernel, stride 1, padding 1 and an even depth:
+- forward: oneDNN directly (`torch.mkldnn_convolution`), whatever the heuristic would choose;
+- backward: each volume is cut along depth into two halves that carry one slice of halo each,
+  stacked as a batch of 2B, so that one `convolution_backward` call computes the weight and bias
+  gradients (sums over the halves are sums over the volume) and the input gradient of each half,
+  whose halo slices are added back where the halves overlap.
+The result equals `F.conv3d`'s to float32 rounding (tests/test_fastconv.py). Everything else
+(CUDA, autocast, channels-last, other kernels) takes PyTorch's own path. `disabled()` switches it
+off, e.g. to measure what it brings.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_ENABLED = True
+_ONES, _HALO = [1, 1, 1], [0, 1, 1]  # stride/padding/dilation 1; on the halves, no padding along depth
+
+
+@contextmanager
+def disabled() -> Iterator[None]:
+    """Use PyTorch's own convolution path inside this block."""
+    global _ENABLED
+    previous, _ENABLED = _ENABLED, False
+    try:
+        yield
+    finally:
+        _ENABLED = previous
+
+
+def applies(conv: nn.Conv3d, x: torch.Tensor) -> bool:
+    """Whether the fast path handles this layer and input."""
+    return (_ENABLED and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 5
+            and x.shape[2] % 2 == 0 and x.is_contiguous() and not torch.is_autocast_enabled("cpu")
+            and conv.kernel_size == (3, 3, 3) and conv.stride == (1, 1, 1) and conv.padding == (1, 1, 1)
+            and conv.dilation == (1, 1, 1) and conv.groups == 1 and conv.padding_mode == "zeros"
+            and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
+
+
+class _Conv3x3x3(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.bias_sizes = None if bias is None else [bias.shape[0]]
+        return torch.mkldnn_convolution(x, weight, bias, _ONES, _ONES, _ONES, 1)  # (B, C_out, D, H, W)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        B, C, D, H, W = x.shape
+        h = D // 2
+        padded = F.pad(x, (0, 0, 0, 0, 1, 1))  # (B, C, D + 2, H, W): the depth halo
+        halves = torch.cat([padded[:, :, :h + 2], padded[:, :, h:]])  # (2B, C, h + 2, H, W)
+        grad = grad.contiguous()
+        grad_halves = torch.cat([grad[:, :, :h], grad[:, :, h:]])  # (2B, C_out, h, H, W)
+        need_x, need_w, need_b = ctx.needs_input_grad
+        grad_x_halves, grad_w, grad_b = torch.ops.aten.convolution_backward(
+            grad_halves, halves, weight, ctx.bias_sizes, _ONES, _HALO, _ONES, False, [0, 0, 0], 1,
+            [need_x, need_w, need_b and ctx.bias_sizes is not None])
+        grad_x = None
+        if need_x:
+            grad_padded = grad_x_halves.new_zeros(B, C, D + 2, H, W)
+            grad_padded[:, :, :h + 2] = grad_x_halves[:B]
+            grad_padded[:, :, h:] += grad_x_halves[B:]  # the two slices both halves touch
+            grad_x = grad_padded[:, :, 1:D + 1]
+        return grad_x, grad_w, grad_b
+
+
+class Conv3d(nn.Conv3d):
+    """`nn.Conv3d` that takes the fast path above when it applies (same parameters and state dict)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if applies(self, x):
+            return _Conv3x3x3.apply(x, self.weight, self.bias)
+        return super().forward(x)

@@ -1,0 +1,123 @@
+"""The paper's experiments: specs as Configs, a runner that skips, resumes and reuses, and fine-tuning."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from aunet.config import Config
+from aunet.errors import AunetError
+from aunet.experiments import (EXPERIMENTS, experiment_config, history_epochs, run_experiment, run_experiments,
+                               run_state, write_missing_phantoms)
+from aunet.train import Trainer, train
+
+TINY = dict(spacing=8.0, patch_size=(32, 32, 32), base_filters=2, batch_size=2, iterations_per_epoch=1,
+            lr=1e-3, snapshot_epochs=(1,), device="cpu", epochs=1)
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("data")
+    datasets = {"ct150": {"data_dir": str(root / "a")}, "tcia": {"data_dir": str(root / "b")}}
+    written = write_missing_phantoms(datasets, seed=0, cases={"ct150": 10, "tcia": 6}, size=(80, 64, 32),
+                                     progress=False)
+    assert len(written) == 2 and write_missing_phantoms(datasets, seed=0, progress=False) == []  # only once
+    return datasets
+
+
+def base(**overrides) -> Config:
+    return Config.from_profile("quick", **{**TINY, **overrides})
+
+
+def test_specs_are_configs(tmp_path):
+    datasets = {"ct150": {"data_dir": "A", "label_map": {"1": 2}}, "tcia": {"data_dir": "B"}}
+    cfg = experiment_config("ct150_30_120", "unet", base(), tmp_path, datasets)
+    assert (cfg.model, cfg.data_dir, cfg.label_map, cfg.test_fraction) == ("unet", "A", {"1": 2}, 0.8)
+    assert cfg.out_dir == str(tmp_path / "ct150_30_120" / "unet") and cfg.init_checkpoint == ""
+    fine = experiment_config("tcia_finetune", "attention_unet", base(init_checkpoint="x.pt"), tmp_path, datasets)
+    assert fine.data_dir == "B" and fine.test_fraction == pytest.approx(21 / 82)
+    assert fine.init_checkpoint == str(tmp_path / "ct150_120_30" / "attention_unet" / "best.pt")
+    scratch = experiment_config("tcia_61_21", "attention_unet", base(init_checkpoint="x.pt"), tmp_path, datasets)
+    assert scratch.init_checkpoint == ""  # trained from scratch whatever the base says
+    assert {e.table for e in EXPERIMENTS.values()} == {"ct150", "tcia"} and len(EXPERIMENTS) == 4
+    with pytest.raises(AunetError, match="Unknown experiment"):
+        experiment_config("ct150", "unet", base(), tmp_path, datasets)
+    with pytest.raises(AunetError, match="Unknown model"):
+        experiment_config("ct150_120_30", "vnet", base(), tmp_path, datasets)
+
+
+def test_phantom_stand_ins_are_two_domains_with_other_bodies(datasets):
+    meta = [json.loads((Path(d["data_dir"]) / "dataset.json").read_text())["aunet"] for d in datasets.values()]
+    assert [m["domain"] for m in meta] == ["scanner_a", "scanner_b"] and meta[0]["seed"] != meta[1]["seed"]
+
+
+def test_runner_skips_complete_resumes_incomplete_and_refuses_other_settings(datasets, tmp_path):
+    runs = tmp_path / "runs"
+    run = runs / "ct150_120_30" / "unet"
+    assert run_experiment("ct150_120_30", "unet", base(), runs, datasets, progress=False) == "trained"
+    assert {"config.json", "history.csv", "best.pt", "evaluation_test.csv", "evaluation_test_summary.json"} <= \
+        {p.name for p in run.iterdir()}
+    stamp = (run / "last.pt").stat().st_mtime_ns
+    assert run_experiment("ct150_120_30", "unet", base(), runs, datasets, progress=False) == "skipped"
+    assert (run / "last.pt").stat().st_mtime_ns == stamp  # nothing retrained
+    # more epochs: the run is incomplete for that config, so it continues from last.pt
+    assert run_state(run, experiment_config("ct150_120_30", "unet", base(epochs=2), runs, datasets)) == "partial"
+    assert run_experiment("ct150_120_30", "unet", base(epochs=2), runs, datasets, progress=False) == "resumed"
+    assert history_epochs(run) == 2
+    (run / "evaluation_test_summary.json").unlink()  # e.g. killed during evaluation
+    assert run_experiment("ct150_120_30", "unet", base(epochs=2), runs, datasets, progress=False) == "evaluated"
+    assert (run / "evaluation_test_summary.json").is_file()
+    with pytest.raises(AunetError, match="holds a run with other settings .*lr"):
+        run_experiment("ct150_120_30", "unet", base(epochs=2, lr=5e-4), runs, datasets, progress=False)
+
+
+def test_reuse_only_a_run_with_the_same_config(datasets, tmp_path):
+    source = tmp_path / "quick"  # notebook 04's layout: <folder>/<model>
+    train(Config.from_dict({"out_dir": str(source / "unet"), "model": "unet", "test_fraction": 0.2,
+                            "val_fraction": 0.1, **datasets["ct150"]}, base=base()), progress=False)
+    from aunet.evaluate import evaluate_run
+
+    evaluate_run(source / "unet", progress=False)
+    runs = tmp_path / "runs"
+    assert run_experiment("ct150_120_30", "unet", base(), runs, datasets, reuse_from=source,
+                          progress=False) == "reused"
+    copied = runs / "ct150_120_30" / "unet"
+    assert Config.load(copied / "config.json").out_dir == str(copied) and (copied / "reused_from.txt").is_file()
+    assert run_state(copied, experiment_config("ct150_120_30", "unet", base(), runs, datasets)) == "complete"
+    other = tmp_path / "other_runs"  # another seed: the source no longer matches, so it trains
+    assert run_experiment("ct150_120_30", "unet", base(seed=1), other, datasets, reuse_from=source,
+                          progress=False) == "trained"
+
+
+def test_fine_tuning_starts_from_the_source_weights(datasets, tmp_path):
+    runs = tmp_path / "runs"
+    with pytest.raises(AunetError, match="run ct150_120_30 for unet first"):
+        run_experiment("tcia_finetune", "unet", base(), runs, datasets, progress=False)
+    done = run_experiments(base(), runs, names=["tcia_finetune", "ct150_120_30"], models=["unet"],
+                           datasets=datasets, progress=False)
+    assert list(done) == [("ct150_120_30", "unet"), ("tcia_finetune", "unet")]  # the source first
+    source = torch.load(runs / "ct150_120_30" / "unet" / "best.pt", weights_only=True)["model"]
+    # lr 0: the weights the fine-tune starts from are the weights it ends with
+    cfg = experiment_config("tcia_finetune", "unet", base(lr=0.0), tmp_path / "ft0", datasets)
+    cfg = Config.from_dict({"init_checkpoint": str(runs / "ct150_120_30" / "unet" / "best.pt")}, base=cfg)
+    trainer = train(cfg, progress=False)
+    assert trainer.epoch == 1 and len(trainer.history) == 1  # epochs and schedule start afresh
+    tuned = dict(trainer.model.named_parameters())
+    assert all(torch.equal(tuned[k].cpu(), source[k]) for k in tuned)
+    fresh = Trainer(Config.from_dict({"init_checkpoint": ""}, base=cfg), progress=False)
+    assert not all(torch.equal(p, source[k]) for k, p in fresh.model.named_parameters())
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"model": "attention_unet"}, "holds a 'unet' model but model='attention_unet'"),
+    ({"base_filters": 4}, "another shape"),
+    ({"init_checkpoint": "missing.pt"}, "missing.pt does not exist"),
+])
+def test_fine_tuning_refuses_another_model(datasets, tmp_path, overrides, message):
+    source = tmp_path / "source"
+    train(Config.from_dict({"out_dir": str(source), "model": "unet", **datasets["ct150"]}, base=base()),
+          progress=False)
+    cfg = Config.from_dict({"out_dir": str(tmp_path / "ft"), "init_checkpoint": str(source / "last.pt"),
+                            "model": "unet", **datasets["tcia"], **overrides}, base=base())
+    with pytest.raises(AunetError, match=message):
+        train(cfg, progress=False)
