@@ -61,20 +61,24 @@ class _Conv3x3x3(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         B, C, D, H, W = x.shape
         h = D // 2
-        padded = F.pad(x, (0, 0, 0, 0, 1, 1))  # (B, C, D + 2, H, W): the depth halo
-        halves = torch.cat([padded[:, :, :h + 2], padded[:, :, h:]])  # (2B, C, h + 2, H, W)
-        grad = grad.contiguous()
+        # halves[:B] = depth slices -1..h of x, halves[B:] = slices h-1..D (slice -1 and D are the zero padding)
+        halves = x.new_empty(2 * B, C, h + 2, H, W)
+        halves[:B, :, 0].zero_()
+        halves[:B, :, 1:] = x[:, :, :h + 1]
+        halves[B:, :, :h + 1] = x[:, :, h - 1:]
+        halves[B:, :, h + 1].zero_()
         grad_halves = torch.cat([grad[:, :, :h], grad[:, :, h:]])  # (2B, C_out, h, H, W)
         need_x, need_w, need_b = ctx.needs_input_grad
         grad_x_halves, grad_w, grad_b = torch.ops.aten.convolution_backward(
             grad_halves, halves, weight, ctx.bias_sizes, _ONES, _HALO, _ONES, False, [0, 0, 0], 1,
             [need_x, need_w, need_b and ctx.bias_sizes is not None])
         grad_x = None
-        if need_x:
-            grad_padded = grad_x_halves.new_zeros(B, C, D + 2, H, W)
-            grad_padded[:, :, :h + 2] = grad_x_halves[:B]
-            grad_padded[:, :, h:] += grad_x_halves[B:]  # the two slices both halves touch
-            grad_x = grad_padded[:, :, 1:D + 1]
+        if need_x:  # each half's own slices, plus the halo slice it shares with the other half
+            grad_x = grad_x_halves.new_empty(B, C, D, H, W)
+            grad_x[:, :, :h] = grad_x_halves[:B, :, 1:h + 1]
+            grad_x[:, :, h:] = grad_x_halves[B:, :, 1:h + 1]
+            grad_x[:, :, h - 1] += grad_x_halves[B:, :, 0]
+            grad_x[:, :, h] += grad_x_halves[:B, :, h + 1]
         return grad_x, grad_w, grad_b
 
 

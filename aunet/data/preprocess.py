@@ -111,7 +111,7 @@ def preprocess_arrays(image: np.ndarray, affine: np.ndarray, cfg: Config,
     """The full pipeline on arrays in file order; label (if given) follows the same geometry."""
     original_shape = tuple(int(n) for n in image.shape)
     image, ornt = to_canonical(image, affine)
-    canonical_spacing = _canonical_spacing(affine, ornt)
+    canonical_spacing = canonical_spacing(affine, ornt)
     target = [max(1, int(round(n * s / cfg.spacing))) for n, s in zip(image.shape, canonical_spacing)]
     canonical_shape = tuple(int(n) for n in image.shape)
     image = normalise(resample(image.astype(np.float32), target, order=1), cfg.intensity_range)
@@ -125,7 +125,7 @@ def preprocess_arrays(image: np.ndarray, affine: np.ndarray, cfg: Config,
     return image, label, geometry
 
 
-def _canonical_spacing(affine: np.ndarray, ornt: np.ndarray) -> tuple[float, float, float]:
+def canonical_spacing(affine: np.ndarray, ornt: np.ndarray) -> tuple[float, float, float]:
     """Voxel sizes in R, A, S order: input axis j becomes canonical axis ornt[j, 0]."""
     spacing = [0.0, 0.0, 0.0]
     for j, s in enumerate(spacing_of(affine)):

@@ -23,7 +23,7 @@ import numpy as np
 
 from aunet.data.nifti import check_affine, load_nifti, read_data
 from aunet.data.phantom import LABELS
-from aunet.data.preprocess import _canonical_spacing, to_canonical
+from aunet.data.preprocess import canonical_spacing, to_canonical
 from aunet.errors import AunetError
 from aunet.viz.render import EDGES, PLANES, WINDOWS, pixel_aspect, render_slice, to_png
 
@@ -67,7 +67,7 @@ def load_image(image: Source, spacing: Sequence[float] | None = None
                              "the file's header sets the spacing.")
         data, affine = _read_file(image, "image")
         volume, ornt = to_canonical(data, affine)  # the orientation preprocessing and the model use
-        return volume.astype(np.float32), _canonical_spacing(affine, ornt), affine, data.shape
+        return volume.astype(np.float32), canonical_spacing(affine, ornt), affine, data.shape
     volume = _as_array(image, "image")
     try:
         spacing = tuple(float(s) for s in spacing)  # type: ignore[union-attr]
