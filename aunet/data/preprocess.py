@@ -111,17 +111,17 @@ def preprocess_arrays(image: np.ndarray, affine: np.ndarray, cfg: Config,
     """The full pipeline on arrays in file order; label (if given) follows the same geometry."""
     original_shape = tuple(int(n) for n in image.shape)
     image, ornt = to_canonical(image, affine)
-    canonical_spacing = canonical_spacing(affine, ornt)
-    target = [max(1, int(round(n * s / cfg.spacing))) for n, s in zip(image.shape, canonical_spacing)]
+    ras_spacing = canonical_spacing(affine, ornt)
+    target = [max(1, int(round(n * s / cfg.spacing))) for n, s in zip(image.shape, ras_spacing)]
     canonical_shape = tuple(int(n) for n in image.shape)
     image = normalise(resample(image.astype(np.float32), target, order=1), cfg.intensity_range)
     image, pad = pad_to_multiple(image, float(image.min()))
     if label is not None:
         label, _ = to_canonical(label, affine)
         label, _ = pad_to_multiple(resample(label, target, order=0), 0)
-    spacing = tuple(float(s * n / m) for s, n, m in zip(canonical_spacing, canonical_shape, target))
+    spacing = tuple(float(s * n / m) for s, n, m in zip(ras_spacing, canonical_shape, target))
     geometry = Geometry(np.asarray(affine, np.float64), original_shape, ornt, canonical_shape,
-                        canonical_spacing, tuple(target), pad, spacing)
+                        ras_spacing, tuple(target), pad, spacing)
     return image, label, geometry
 
 
