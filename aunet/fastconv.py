@@ -22,7 +22,6 @@ from contextlib import contextmanager
 from typing import Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 _ENABLED = True
