@@ -1,8 +1,11 @@
-"""Device choice and mixed precision: CUDA (with autocast) when present, the CPU otherwise."""
+"""Device choice and mixed precision: CUDA (with autocast) when present, the CPU otherwise; CPU memory reuse."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import random
+import sys
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -40,3 +43,61 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+# glibc's mallopt parameters (malloc.h) and what reuse_cpu_memory leaves behind when it ends
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
+_AFTER = ((_M_MMAP_MAX, 65536), (_M_MMAP_THRESHOLD, 32 * 2**20), (_M_TRIM_THRESHOLD, 64 * 2**20))
+_reuse_depth = 0
+
+
+def _glibc() -> ctypes.CDLL | None:
+    """The C library when it is glibc (Linux), else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt, libc.malloc_trim  # noqa: B018 -- both exist only in glibc
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+@contextlib.contextmanager
+def reuse_cpu_memory(enabled: bool = True) -> Iterator[bool]:
+    """Inside this block, freed CPU memory stays in the process and serves the next tensor (glibc only).
+
+    Why. glibc gives every allocation above 32 MiB its own fresh pages from the kernel and returns
+    them on free, and the kernel zero-fills each 4 KiB page on first touch. At batch 1 and 160x160x96
+    every activation of the first levels is such an allocation: measured here (benchmarks/, 2 cores),
+    one forward+backward of AttentionUNet took ~4 million page faults and ~17 s of kernel time out of
+    ~25 s. With the memory kept (no mmap, no trimming) the same step ran in ~13 s, with no page faults
+    once the first steps had grown the heap. The cost: the process keeps its peak memory, and some
+    more (fragmentation), until the block ends, when the free memory goes back to the kernel
+    (`malloc_trim`) and glibc's large-allocation behaviour is restored (mmap above 32 MiB).
+
+    Yields whether it is in effect (False off Linux/glibc, or with enabled=False). Blocks nest; the
+    outermost one restores. aunet's trainer runs inside one. Sliding-window inference does not by
+    default, because there memory matters more: for a 512x512x200 CT it was faster inside the block but
+    its peak memory was higher (docs/benchmarks.md); wrap the call to choose speed:
+
+        with reuse_cpu_memory():
+            prediction = sliding_window_predict(model, image, patch_size)
+    """
+    global _reuse_depth
+    libc = _glibc() if enabled else None
+    if libc is None:
+        yield False
+        return
+    if _reuse_depth == 0:
+        libc.mallopt(_M_MMAP_MAX, 0)  # every allocation from the heap, which is reused
+        libc.mallopt(_M_TRIM_THRESHOLD, -1)  # never give free memory back (mallopt(3): -1 disables trimming)
+    _reuse_depth += 1
+    try:
+        yield True
+    finally:
+        _reuse_depth -= 1
+        if _reuse_depth == 0:
+            for param, value in _AFTER:
+                libc.mallopt(param, value)
+            libc.malloc_trim(0)

@@ -112,6 +112,11 @@ def cuda_peak_bytes(step: Step, device: torch.device) -> int:
     return torch.cuda.max_memory_allocated(device) - before
 
 
+def minor_faults() -> int:
+    """Minor page faults of this process so far (each one a fresh page the kernel had to map and zero)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def rss_bytes() -> int:
     return psutil.Process().memory_info().rss
 

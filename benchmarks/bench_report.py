@@ -109,14 +109,46 @@ def fastconv_table(results: dict) -> str:
     return "\n\n".join(parts)
 
 
+def allocator_table(results: dict) -> str:
+    """Forward+backward with aunet.device.reuse_cpu_memory on and off, one fresh process per row."""
+    a = results.get("allocator")
+    if not a:
+        return "Not measured in this run (the CPU allocator only matters on the CPU)."
+    runs = a["runs"]
+    t = {name: med(r["times"]) for name, r in runs.items()}
+    rows = []
+    for name, r in runs.items():
+        model, setting = name.rsplit(", reuse ", 1)
+        speedup = t[f"{model}, reuse off"] / t[name]
+        in_effect = r.get("in_effect", True) or setting == "off"
+        rows.append([model, setting if in_effect else f"{setting} (not in effect: no glibc)",
+                     f"{t[name]:.3f}", f"{speedup:.2f}x", f"{med(r['minor_faults']):,.0f}", _gib(r["peak_rss_bytes"])])
+    (_, _, a_name), (_, _, m_name) = results["pairs"]
+    ratio = {s: t[f"{a_name}, reuse {s}"] / t[f"{m_name}, reuse {s}"] for s in ("on", "off")
+             if f"{a_name}, reuse {s}" in t and f"{m_name}, reuse {s}" in t}
+    n = len(next(iter(runs.values()))["times"])
+    return (f"Input 1x1x{_size(a['size'])}, forward+backward, median of {n} repeats after {a['warmup']} warm-up "
+            f"steps, one fresh process per row.\n\n"
+            + _table(["model", "reuse_cpu_memory", "fwd+bwd s", "speed-up", "page faults / step",
+                      "process peak RSS"], rows)
+            + "\n\n" + "; ".join(f"{a_name} / {m_name} with reuse {s}: {r:.3f}" for s, r in ratio.items()) + ".")
+
+
 def sliding_table(results: dict) -> str:
-    s = results.get("sliding")
-    if not s or "not_measured" in s:
-        return f"Not measured: {s.get('not_measured') if s else 'no result'}."
-    return _table(["model", "volume", "patch", "overlap", "time s", "peak memory (above the loaded image)",
-                   "process peak RSS"],
-                  [[s["model"], _size(s["volume"]), _size(s["patch"]), s["overlap"], f"{s['time_s']:.1f}",
-                    _gib(s["peak_bytes"]), _gib(s["peak_rss_bytes"])]])
+    rows = []
+    for key in ("sliding", "sliding_reuse"):
+        s = results.get(key)
+        if not s:
+            continue
+        if "not_measured" in s:
+            return f"Not measured: {s['not_measured']}."
+        reuse = "on" if s.get("reuse_cpu_memory") else "off (default)"
+        rows.append([s["model"], _size(s["volume"]), _size(s["patch"]), s["overlap"], reuse, f"{s['time_s']:.1f}",
+                     _gib(s["peak_bytes"]), _gib(s["peak_rss_bytes"])])
+    if not rows:
+        return "Not measured: no result."
+    return _table(["model", "volume", "patch", "overlap", "reuse_cpu_memory", "time s",
+                   "peak memory (above the loaded image)", "process peak RSS"], rows)
 
 
 def render(results: dict) -> str:
@@ -124,13 +156,15 @@ def render(results: dict) -> str:
     m = results["machine"]
     parts = [f"Device: {m['device']} ({m.get('gpu', m['cpu'])}), torch {m['torch']}, {m['torch_threads']} threads; "
              f"matmul {results['matmul']['n']}x{results['matmul']['n']} float32: {results['matmul']['gflops']:.1f} GFLOP/s; "
-             f"AMP: {results['amp']}; profile: {results['profile']}.",
+             f"AMP: {results['amp']}; profile: {results['profile']}; in-process timings inside "
+             f"reuse_cpu_memory: {results.get('reuse_cpu_memory', False)}.",
              "### Ratios\n\n" + summary(results)]
     for key in results["forward"]:
         parts.append(f"### Time and memory at {_size(results['forward'][key]['size'])}\n\n" + timing_table(results, key))
     parts.append("### Training throughput (forward + backward + Adam step)\n\n" + training_table(results))
     parts.append("### Optional speed-ups\n\n" + variants_table(results))
     parts.append("### aunet.fastconv: where the forward+backward speed comes from\n\n" + fastconv_table(results))
+    parts.append("### CPU memory reuse (aunet.device.reuse_cpu_memory)\n\n" + allocator_table(results))
     parts.append("### Whole-volume sliding-window inference\n\n" + sliding_table(results))
     return "\n\n".join(parts) + "\n"
 
@@ -163,8 +197,12 @@ How to read these numbers:
   (A, B, C, D, A, B, ...): absolute seconds vary between machines and runs, ratios from the same run
   are what we report.
 - Forward = `model.eval()` under `torch.inference_mode()`; forward+backward = train mode, `mean(logits).backward()`.
-- Peak memory on the CPU: the peak RSS of a fresh subprocess minus its RSS just before the call (one
-  process per measurement); on CUDA, `max_memory_allocated` above what was allocated before.
+- The in-process timings (ratios, time tables, training, variants, fastconv) run inside
+  `aunet.device.reuse_cpu_memory()`, as aunet's trainer does, for aunet's and MONAI's models alike; the "CPU memory reuse" table measures what it brings, one fresh process per row.
+- Peak memory on the CPU: the peak RSS of a fresh subprocess minus its RSS just before one call, with
+  glibc's default allocator (one process per measurement); the "CPU memory reuse" table gives the
+  process peak over several steps with reuse on and off; on CUDA, `max_memory_allocated` above what
+  was allocated before.
 - GFLOP are counted by `torch.utils.flop_counter.FlopCounterMode` (convolutions; BatchNorm, resampling
   and activations are not counted), GFLOP/s = counted FLOPs / median time; the percentage compares it
   with a {results['matmul']['n']}x{results['matmul']['n']} float32 `torch.matmul` timed the same way on the same machine.
@@ -187,6 +225,13 @@ How to read these numbers:
   volume cut into two depth halves with a one-slice halo (a batch of two). The "aunet.fastconv" table
   shows it off and on, and what the same swap gives MONAI's model: the aunet / MONAI ratios in the
   first table compare aunet as shipped with MONAI as shipped.
+- CPU memory reuse (`aunet.device.reuse_cpu_memory`, on in the trainer; an option for sliding-window
+  inference, where the table above shows its trade-off): glibc hands every allocation above 32 MiB fresh pages from the kernel and gives them back
+  on free, and the kernel zero-fills each page on first touch; at batch 1 and 160x160x96 the first
+  levels' activations are all that large, and in a forward+backward most of the time went to these page
+  faults (the "page faults / step" column). Inside the block glibc keeps freed memory and reuses it;
+  the price is a higher process peak (the "process peak RSS" column), given back when the block ends.
+  It changes no number a model computes, only where its memory comes from.
 - Deep-supervision fusion without the full-resolution concatenation: the fusion 1x1x1 conv is composed
   with each level's 1x1x1 conv at that level's resolution before upsampling (same function and
   parameters, see `UNet.head`).

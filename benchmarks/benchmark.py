@@ -8,9 +8,11 @@ interleaved repeats after warm-up) at a CPU-friendly size and at the paper's 160
 the gate overhead AttentionUNet / UNet (and MONAI AttentionUnet / BasicUNet); training throughput
 (voxels/s with an Adam step); whole-volume sliding-window inference of a 512x512x200 CT; achieved
 GFLOP/s against the machine's own matmul GFLOP/s; and the speed-up of the optional channels-last
-memory format (and torch.compile with --compile); and forward+backward with aunet.fastconv on and off,
-for aunet's model and for MONAI's with its convolutions swapped for aunet's. Writes the raw results as JSON and prints a
-Markdown table; --write-docs renders docs/benchmarks.md from that JSON.
+memory format (and torch.compile with --compile); forward+backward with aunet.fastconv on and off,
+for aunet's model and for MONAI's with its convolutions swapped for aunet's; and forward+backward with
+`aunet.device.reuse_cpu_memory` on and off (one fresh process each). The in-process timings run inside
+`reuse_cpu_memory`, as aunet's trainer does, for every model alike. Writes the raw results
+as JSON and prints a Markdown table; --write-docs renders docs/benchmarks.md from that JSON.
 """
 from __future__ import annotations
 
@@ -31,22 +33,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the bench_* modules 
 import bench_measure as M  # noqa: E402
 import bench_models  # noqa: E402
 import bench_report  # noqa: E402
-from aunet.device import pick_device  # noqa: E402
+from aunet.device import pick_device, reuse_cpu_memory  # noqa: E402
 from aunet.io import atomic_write_text  # noqa: E402
 from aunet.unet import optimise  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = {
-    "full": dict(sizes={"small": (64, 64, 64), "paper": (160, 160, 96)}, warmup=1,
-                 repeats={"small": 5, "paper": 3}, backward_repeats={"small": 3, "paper": 1},
+    "full": dict(sizes={"small": (64, 64, 64), "paper": (160, 160, 96)}, warmup=2,
+                 repeats={"small": 5, "paper": 7}, backward_repeats={"small": 3, "paper": 3},
                  memory_sizes=("paper",), memory_models=tuple(bench_models.BUILDERS), train=((2, (48, 48, 32)), (1, (96, 96, 96))), train_repeats=2,
-                 sliding=dict(volume=(512, 512, 200), patch=(160, 160, 96), overlap=0.0), matmul_n=2048),
+                 sliding=dict(volume=(512, 512, 200), patch=(160, 160, 96), overlap=0.0), matmul_n=2048,
+                 allocator=dict(size="paper", warmup=2, repeats=3)),
     "quick": dict(sizes={"small": (32, 32, 32), "paper": (48, 48, 32)}, warmup=1,
                   repeats={"small": 2, "paper": 2}, backward_repeats={"small": 1, "paper": 1},
                   memory_sizes=("small",), memory_models=("aunet.AttentionUNet", "monai.AttentionUnet"), train=((2, (32, 32, 32)),), train_repeats=1,
-                  sliding=dict(volume=(64, 64, 40), patch=(32, 32, 32), overlap=0.0), matmul_n=512),
+                  sliding=dict(volume=(64, 64, 40), patch=(32, 32, 32), overlap=0.0), matmul_n=512,
+                  allocator=dict(size="small", warmup=1, repeats=1)),
 }
 ATTENTION_MODEL = "aunet.AttentionUNet"
+ALLOCATOR_MODELS = ("aunet.AttentionUNet", "monai.AttentionUnet")
 
 
 def machine(device: torch.device) -> dict:
@@ -133,6 +138,8 @@ def probe(spec: dict) -> dict:
     device = torch.device(spec["device"])
     if spec["kind"] == "sliding":
         return _probe_sliding(spec, device)
+    if spec["kind"] == "allocator":
+        return _probe_allocator(spec, device)
     model = bench_models.build(spec["model"], device)
     x = M.make_input(tuple(spec["size"]), spec["batch"], device)
     factory = M.forward_step if spec["kind"] == "forward" else M.backward_step
@@ -168,9 +175,28 @@ def _probe_sliding(spec: dict, device: torch.device) -> dict:
                                       progress=False, amp=spec["amp"])
         result["labels_shape"] = list(pred.labels.shape)
 
-    out = _peak(step, device)
+    with reuse_cpu_memory(spec.get("reuse", False)) as in_effect:
+        out = _peak(step, device)
     out["labels_shape"] = result["labels_shape"]
+    out["reuse_cpu_memory"] = in_effect
     return out
+
+
+def _probe_allocator(spec: dict, device: torch.device) -> dict:
+    """Forward+backward times, page faults and peak RSS of one model with reuse_cpu_memory on or off."""
+    model = bench_models.build(spec["model"], device)
+    x = M.make_input(tuple(spec["size"]), 1, device)
+    step = M.backward_step(model, x, device, spec["amp"])
+    times, faults = [], []
+    with reuse_cpu_memory(spec["reuse"]) as in_effect:
+        for i in range(spec["warmup"] + spec["repeats"]):
+            before = M.minor_faults()
+            t = M.timed(step, device)
+            if i >= spec["warmup"]:
+                times.append(t)
+                faults.append(M.minor_faults() - before)
+        peak = M.peak_rss_bytes()
+    return dict(times=times, minor_faults=faults, peak_rss_bytes=peak, in_effect=in_effect)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -219,6 +245,46 @@ def run(args: argparse.Namespace) -> dict:
     print("matmul ...", flush=True)
     results["matmul"] = dict(n=prof["matmul_n"], gflops=M.matmul_gflops(device, prof["matmul_n"], repeats=5))
     save(results, args.out)
+    with reuse_cpu_memory(device.type == "cpu") as reuse:  # as aunet's trainer runs, for every model
+        results["reuse_cpu_memory"] = reuse
+        _time_models(results, prof, device, amp, args)
+    print("memory (one fresh process per measurement) ...", flush=True)
+    script = Path(__file__).resolve()
+    results["memory"] = {}
+    for kind in ("forward", "forward_backward"):
+        for key in prof["memory_sizes"]:
+            size = prof["sizes"][key]
+            for name in prof["memory_models"]:
+                spec = dict(kind=kind, model=name, size=list(size), batch=1, device=str(device), amp=amp)
+                results["memory"].setdefault(kind, {}).setdefault(key, {"size": list(size)})[name] = M.in_subprocess(script, spec)
+    save(results, args.out)
+    print("sliding-window inference ...", flush=True)
+    sliding = prof["sliding"]
+    spec = dict(kind="sliding", device=str(device), amp=amp, **{k: list(v) if isinstance(v, tuple) else v
+                                                                  for k, v in sliding.items()})
+    results["sliding"] = dict(spec, model=ATTENTION_MODEL, **M.in_subprocess(script, spec))
+    save(results, args.out)
+    if device.type == "cpu":  # the same inside reuse_cpu_memory: faster, more memory
+        spec["reuse"] = True
+        results["sliding_reuse"] = dict(spec, model=ATTENTION_MODEL, **M.in_subprocess(script, spec))
+        save(results, args.out)
+    if device.type == "cpu":
+        print("CPU memory reuse on / off (one fresh process each) ...", flush=True)
+        alloc = prof["allocator"]
+        size = list(prof["sizes"][alloc["size"]])
+        results["allocator"] = dict(size=size, warmup=alloc["warmup"], runs={})
+        for name in ALLOCATOR_MODELS:
+            for reuse in (True, False):
+                spec = dict(kind="allocator", model=name, size=size, device=str(device), amp=amp, reuse=reuse,
+                            warmup=alloc["warmup"], repeats=alloc["repeats"])
+                results["allocator"]["runs"][f"{name}, reuse {'on' if reuse else 'off'}"] = M.in_subprocess(script, spec)
+    results["wall_s"] = time.time() - started
+    save(results, args.out)
+    return results
+
+
+def _time_models(results: dict, prof: dict, device: torch.device, amp: bool, args: argparse.Namespace) -> None:
+    """The in-process timings: forward, forward+backward, training steps, variants, fastconv."""
     models = build_all(device)
     print("timing ...", flush=True)
     results["forward"] = measure_times(models, M.forward_step, prof["sizes"], prof["repeats"], prof["warmup"], device, amp)
@@ -241,24 +307,6 @@ def run(args: argparse.Namespace) -> dict:
     print("fastconv ...", flush=True)
     results["fastconv"] = measure_fastconv(device, amp, prof["sizes"], prof["warmup"], prof["backward_repeats"])
     save(results, args.out)
-    print("memory (one fresh process per measurement) ...", flush=True)
-    script = Path(__file__).resolve()
-    results["memory"] = {}
-    for kind in ("forward", "forward_backward"):
-        for key in prof["memory_sizes"]:
-            size = prof["sizes"][key]
-            for name in prof["memory_models"]:
-                spec = dict(kind=kind, model=name, size=list(size), batch=1, device=str(device), amp=amp)
-                results["memory"].setdefault(kind, {}).setdefault(key, {"size": list(size)})[name] = M.in_subprocess(script, spec)
-    save(results, args.out)
-    print("sliding-window inference ...", flush=True)
-    sliding = prof["sliding"]
-    spec = dict(kind="sliding", device=str(device), amp=amp, **{k: list(v) if isinstance(v, tuple) else v
-                                                                  for k, v in sliding.items()})
-    results["sliding"] = dict(spec, model=ATTENTION_MODEL, **M.in_subprocess(script, spec))
-    results["wall_s"] = time.time() - started
-    save(results, args.out)
-    return results
 
 
 def save(results: dict, path: str) -> None:

@@ -40,3 +40,15 @@ def test_report_renders_ratios_from_raw_times():
     assert r["aunet.AttentionUNet / aunet.UNet"] == pytest.approx(2.0)
     assert r["aunet.AttentionUNet / monai.AttentionUnet"] == pytest.approx(2.0)
     assert "| aunet.AttentionUNet / aunet.UNet | 16x16x16 | 2.000 |" in bench_report.summary(results)
+
+
+def test_allocator_table_from_raw_runs():
+    run = lambda t, faults: {"times": [t], "minor_faults": [faults], "peak_rss_bytes": 2**30, "in_effect": True}
+    results = {"pairs": bench_models.PAIRS, "allocator": {"size": [16, 16, 16], "warmup": 1, "runs": {
+        "aunet.AttentionUNet, reuse on": run(1.0, 0), "aunet.AttentionUNet, reuse off": run(2.0, 1000),
+        "monai.AttentionUnet, reuse on": run(0.5, 0), "monai.AttentionUnet, reuse off": run(1.5, 900)}}}
+    table = bench_report.allocator_table(results)
+    assert "| aunet.AttentionUNet | on | 1.000 | 2.00x | 0 | 1.00 GiB |" in table
+    assert "aunet.AttentionUNet / monai.AttentionUnet with reuse on: 2.000" in table
+    assert "with reuse off: 1.333" in table
+    assert "Not measured" in bench_report.allocator_table({})
