@@ -264,11 +264,10 @@ def run(args: argparse.Namespace) -> dict:
                                                                   for k, v in sliding.items()})
     results["sliding"] = dict(spec, model=ATTENTION_MODEL, **M.in_subprocess(script, spec))
     save(results, args.out)
-    if device.type == "cpu":  # the same inside reuse_cpu_memory: faster, more memory
-        spec["reuse"] = True
+    if device.type == "cpu":  # the allocator matters on the CPU only
+        spec["reuse"] = True  # the same sliding window inside reuse_cpu_memory: faster, more memory
         results["sliding_reuse"] = dict(spec, model=ATTENTION_MODEL, **M.in_subprocess(script, spec))
         save(results, args.out)
-    if device.type == "cpu":
         print("CPU memory reuse on / off (one fresh process each) ...", flush=True)
         alloc = prof["allocator"]
         size = list(prof["sizes"][alloc["size"]])
