@@ -20,6 +20,9 @@ gradients; from the second step on W_x, W_g and b_g receive gradients too.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,6 +30,18 @@ from torch import nn
 from aunet.layers import batchnorm, conv, interpolate
 
 ALPHA_INIT = 0.5  # sigmoid(b_psi) at initialisation; see the module docstring
+_FOLD = True  # GatedSkip's eval mode runs its folded weights (see GatedSkip)
+
+
+@contextmanager
+def unfolded() -> Iterator[None]:
+    """Run GatedSkip's eval mode with its layers as written inside this block, e.g. to measure folding."""
+    global _FOLD
+    previous, _FOLD = _FOLD, False
+    try:
+        yield
+    finally:
+        _FOLD = previous
 
 
 class AttentionGate(nn.Module):
@@ -78,6 +93,16 @@ class GatedSkip(nn.Module):
     The released 3D models run two gates per level; their outputs are concatenated and merged back
     to F_l channels. The returned alpha is the mean of the gates' maps, which is what one sees
     when asking "where does this level look".
+
+    In eval mode every BatchNorm is a fixed affine map, so everything after alpha is linear in x
+    per voxel: gate i's W_i(alpha_i * x) = alpha_i * (P_i x) + c_i (a 1x1 conv commutes with the
+    per-voxel scalar alpha_i), and the merge conv + BN turns the concatenation into a sum. The
+    merged features are therefore ReLU(sum_i alpha_i * (Q_i x) + d), with Q_i = s_m M_i s_i A_i
+    composed from the layers' weights (`folded`; A_i: gate i's W conv, s_i its BatchNorm scales,
+    M_i: the block of the merge conv that reads gate i, s_m: the merge BatchNorm's scales). Eval
+    mode computes that: one 1x1 conv of x instead of three, the same function to float rounding
+    (tests/test_gate.py); `unfolded()` switches it off. Training uses the layers as written, since
+    BatchNorm then normalises with the batch's own statistics.
     """
 
     def __init__(self, in_channels: int, gating_channels: int, gates: int = 2, dim: int = 3) -> None:
@@ -93,6 +118,34 @@ class GatedSkip(nn.Module):
 
     def forward(self, x: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (merged gated features (B, F_l, *S), mean alpha (B, 1, *S))."""
-        outputs, alphas = zip(*(gate(x, g) for gate in self.gates))
+        alphas = [gate.attention(x, g) for gate in self.gates]  # each (B, 1, *S)
         alpha = alphas[0] if len(alphas) == 1 else torch.stack(alphas).mean(0)
-        return self.merge(torch.cat(outputs, dim=1)), alpha
+        if not _FOLD or any(m.training for m in self.modules()):  # training: BatchNorm on batch statistics
+            outputs = [gate.W(a * x) for gate, a in zip(self.gates, alphas)]  # W(alpha * x) per gate
+            return self.merge(torch.cat(outputs, dim=1)), alpha
+        Q, d = self.folded()
+        conv_nd = F.conv2d if x.dim() == 4 else F.conv3d
+        Qx = conv_nd(x, Q.view(*Q.shape, *(1,) * (x.dim() - 2)))  # (B, gates * F_l, *S): Q_i x stacked
+        merged = None
+        for a, Q_i_x in zip(alphas, Qx.chunk(len(alphas), dim=1)):
+            merged = Q_i_x * a if merged is None else merged.addcmul_(Q_i_x, a)  # sum_i alpha_i Q_i x
+        return merged.add_(d.view(1, -1, *(1,) * (x.dim() - 2))).relu_(), alpha
+
+    def folded(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eval mode's composed weights: Q (gates * F_l, F_l), rows i*F_l.. are Q_i, and the bias d (F_l,)."""
+        def affine(bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:  # eval BatchNorm = s * z + t
+            s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            return s, bn.bias - s * bn.running_mean
+
+        merge_conv, merge_bn = self.merge[0], self.merge[1]
+        s_m, t_m = affine(merge_bn)
+        M = merge_conv.weight.flatten(1)  # (F_l, gates * F_l)
+        F_l = M.shape[0]
+        Q, d = [], merge_conv.bias
+        for i, gate in enumerate(self.gates):
+            W_conv, W_bn = gate.W
+            s_i, t_i = affine(W_bn)
+            M_i = M[:, i * F_l:(i + 1) * F_l]
+            Q.append(s_m[:, None] * (M_i @ (s_i[:, None] * W_conv.weight.flatten(1))))  # (F_l, F_l)
+            d = d + M_i @ (s_i * W_conv.bias + t_i)
+        return torch.cat(Q), s_m * d + t_m

@@ -109,6 +109,22 @@ def fastconv_table(results: dict) -> str:
     return "\n\n".join(parts)
 
 
+def switches_table(results: dict) -> str:
+    """aunet's model with each CPU speed-up switched off in turn: time and how much the speed-up saves."""
+    sw = results.get("switches")
+    if not sw:
+        return "Not measured in this run."
+    rows = []
+    for kind, label in (("forward", "forward (eval)"), ("forward_backward", "forward+backward")):
+        for entry in sw.get(kind, {}).values():
+            t = {n: med(v) for n, v in entry["times"].items()}
+            n_rep = len(next(iter(entry["times"].values())))
+            for name, v in t.items():
+                rows.append([label, _size(entry["size"]), n_rep, name, f"{v:.3f}", f"{v / t['default']:.3f}"])
+    return ("aunet.AttentionUNet, batch 1, each switch interleaved with the default in one process (medians).\n\n"
+            + _table(["step", "input", "repeats", "setting", "time s", "/ default"], rows))
+
+
 def allocator_table(results: dict) -> str:
     """Forward+backward with aunet.device.reuse_cpu_memory on and off, one fresh process per row."""
     a = results.get("allocator")
@@ -164,6 +180,7 @@ def render(results: dict) -> str:
     parts.append("### Training throughput (forward + backward + Adam step)\n\n" + training_table(results))
     parts.append("### Optional speed-ups\n\n" + variants_table(results))
     parts.append("### aunet.fastconv: where the forward+backward speed comes from\n\n" + fastconv_table(results))
+    parts.append("### aunet's other CPU speed-ups, switched off in turn\n\n" + switches_table(results))
     parts.append("### CPU memory reuse (aunet.device.reuse_cpu_memory)\n\n" + allocator_table(results))
     parts.append("### Whole-volume sliding-window inference\n\n" + sliding_table(results))
     return "\n\n".join(parts) + "\n"
@@ -197,7 +214,7 @@ How to read these numbers:
   (A, B, C, D, A, B, ...): absolute seconds vary between machines and runs, ratios from the same run
   are what we report.
 - Forward = `model.eval()` under `torch.inference_mode()`; forward+backward = train mode, `mean(logits).backward()`.
-- The in-process timings (ratios, time tables, training, variants, fastconv) run inside
+- The in-process timings (ratios, time tables, training, variants, fastconv, switches) run inside
   `aunet.device.reuse_cpu_memory()`, as aunet's trainer does, for aunet's and MONAI's models alike; the "CPU memory reuse" table measures what it brings, one fresh process per row.
 - Peak memory on the CPU: the peak RSS of a fresh subprocess minus its RSS just before one call, with
   glibc's default allocator (one process per measurement); the "CPU memory reuse" table gives the
@@ -232,6 +249,17 @@ How to read these numbers:
   faults (the "page faults / step" column). Inside the block glibc keeps freed memory and reuses it;
   the price is a higher process peak (the "process peak RSS" column), given back when the block ends.
   It changes no number a model computes, only where its memory comes from.
+- Exact x2 upsampling (`aunet.upsample`, default on the CPU; the same numbers as `F.interpolate` with
+  `align_corners=False`, tested to float rounding, gradient included): at a scale of exactly 2 the
+  trilinear weights are constants (0.75 and 0.25) and separable, so three one-axis passes that write
+  into strided views replace PyTorch's per-voxel 8-neighbour kernel; the backward is its transpose. Every
+  decoder level, the alpha maps and the deep-supervision head upsample by 2. The "switched off in turn"
+  table shows what it saves.
+- Folded gates in eval mode (`aunet.gate.GatedSkip`, default): in eval mode BatchNorm is a fixed affine
+  map, so each level's two gates' output transforms W, their concatenation and the merge conv + BN
+  compose into one 1x1x1 conv of the skip features, weighted per voxel by each gate's alpha (same
+  function, tested to float rounding; training runs the layers as written). The same table shows it
+  off and on.
 - Deep-supervision fusion without the full-resolution concatenation: the fusion 1x1x1 conv is composed
   with each level's 1x1x1 conv at that level's resolution before upsampling (same function and
   parameters, see `UNet.head`).

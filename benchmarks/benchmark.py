@@ -9,7 +9,8 @@ the gate overhead AttentionUNet / UNet (and MONAI AttentionUnet / BasicUNet); tr
 (voxels/s with an Adam step); whole-volume sliding-window inference of a 512x512x200 CT; achieved
 GFLOP/s against the machine's own matmul GFLOP/s; and the speed-up of the optional channels-last
 memory format (and torch.compile with --compile); forward+backward with aunet.fastconv on and off,
-for aunet's model and for MONAI's with its convolutions swapped for aunet's; and forward+backward with
+for aunet's model and for MONAI's with its convolutions swapped for aunet's; aunet's model with its
+other CPU speed-ups (x2 upsampling, eval-mode gate folding) switched off in turn; and forward+backward with
 `aunet.device.reuse_cpu_memory` on and off (one fresh process each). The in-process timings run inside
 `reuse_cpu_memory`, as aunet's trainer does, for every model alike. Writes the raw results
 as JSON and prints a Markdown table; --write-docs renders docs/benchmarks.md from that JSON.
@@ -228,6 +229,36 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def measure_switches(device, amp, sizes: dict, warmup: int, repeats: dict, backward_repeats: dict) -> dict:
+    """aunet AttentionUNet with each of its CPU speed-ups switched off in turn, interleaved, same weights.
+
+    Forward (eval): the x2 upsampling of aunet.upsample and the folded eval-mode gates of aunet.gate;
+    forward+backward (training): the x2 upsampling (folding acts in eval mode only).
+    """
+    from contextlib import nullcontext
+
+    from aunet import gate, upsample
+
+    def under(switch, step):
+        def run():
+            with switch():
+                return step()
+        return run
+
+    switches = {"default": nullcontext, "x2 upsampling off": upsample.disabled, "gate folding off": gate.unfolded}
+    out = {}
+    for kind, factory, names, reps in (("forward", M.forward_step, tuple(switches), repeats),
+                                       ("forward_backward", M.backward_step, tuple(switches)[:2], backward_repeats)):
+        out[kind] = {}
+        for key, size in sizes.items():
+            model, x = bench_models.build(ATTENTION_MODEL, device), M.make_input(size, 1, device)
+            steps = {name: under(switches[name], factory(model, x, device, amp)) for name in names}
+            out[kind][key] = dict(size=list(size), batch=1, times=M.interleaved(steps, device, warmup, reps[key]))
+            print(f"  switches {kind} {size}: " + ", ".join(
+                f"{n} {M.median(t):.3f}s" for n, t in out[kind][key]["times"].items()), flush=True)
+    return out
+
+
 def run(args: argparse.Namespace) -> dict:
     """Every measurement of one benchmark run, as raw JSON-able data."""
     profile_name = "quick" if args.quick else "full"
@@ -283,7 +314,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def _time_models(results: dict, prof: dict, device: torch.device, amp: bool, args: argparse.Namespace) -> None:
-    """The in-process timings: forward, forward+backward, training steps, variants, fastconv."""
+    """The in-process timings: forward, forward+backward, training steps, variants, fastconv, switches."""
     models = build_all(device)
     print("timing ...", flush=True)
     results["forward"] = measure_times(models, M.forward_step, prof["sizes"], prof["repeats"], prof["warmup"], device, amp)
@@ -305,6 +336,10 @@ def _time_models(results: dict, prof: dict, device: torch.device, amp: bool, arg
     save(results, args.out)
     print("fastconv ...", flush=True)
     results["fastconv"] = measure_fastconv(device, amp, prof["sizes"], prof["warmup"], prof["backward_repeats"])
+    save(results, args.out)
+    print("speed-ups switched off in turn ...", flush=True)
+    results["switches"] = measure_switches(device, amp, prof["sizes"], prof["warmup"], prof["repeats"],
+                                           prof["backward_repeats"])
     save(results, args.out)
 
 

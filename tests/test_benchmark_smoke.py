@@ -52,3 +52,17 @@ def test_allocator_table_from_raw_runs():
     assert "aunet.AttentionUNet / monai.AttentionUnet with reuse on: 2.000" in table
     assert "with reuse off: 1.333" in table
     assert "Not measured" in bench_report.allocator_table({})
+
+
+def test_switches_measured_and_rendered():
+    """The switched-off settings run (tiny input, one repeat) and render as ratios to the default."""
+    cpu = torch.device("cpu")
+    benchmark = pytest.importorskip("benchmark")
+    sw = benchmark.measure_switches(cpu, False, {"small": (32, 32, 32)}, warmup=0,
+                                    repeats={"small": 1}, backward_repeats={"small": 1})
+    assert set(sw["forward"]["small"]["times"]) == {"default", "x2 upsampling off", "gate folding off"}
+    assert set(sw["forward_backward"]["small"]["times"]) == {"default", "x2 upsampling off"}
+    sw["forward"]["small"]["times"] = {"default": [2.0], "x2 upsampling off": [3.0], "gate folding off": [2.5]}
+    table = bench_report.switches_table({"switches": sw})
+    assert "| forward (eval) | 32x32x32 | 1 | x2 upsampling off | 3.000 | 1.500 |" in table
+    assert "Not measured" in bench_report.switches_table({})

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from aunet import AttentionGate
-from aunet.gate import ALPHA_INIT
+from aunet.gate import ALPHA_INIT, GatedSkip, unfolded
 
 
 def equation(gate: AttentionGate, x: torch.Tensor, g: torch.Tensor):
@@ -81,3 +81,32 @@ def test_every_gate_parameter_gets_gradient_within_two_steps():
 def test_bad_dim():
     with pytest.raises(ValueError, match="dim"):
         AttentionGate(4, 4, dim=4)
+
+
+@pytest.mark.parametrize("dim,gates", [(2, 1), (2, 2), (3, 1), (3, 2)])
+def test_gated_skip_eval_mode_computes_the_layers_as_written(dim, gates):
+    """Eval mode's folded weights (one 1x1 conv) give what the gates, concatenation and merge give."""
+    torch.manual_seed(0)
+    skip = GatedSkip(6, 5, gates=gates, dim=dim)
+    with torch.no_grad():
+        for p in skip.parameters():
+            p.normal_(0, 0.5)
+        for bn in (m for m in skip.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)):
+            bn.running_mean.normal_(0, 0.3)
+            bn.running_var.uniform_(0.5, 2.0)
+    size = (8, 6, 4)[:dim]
+    x, g = torch.randn(2, 6, *size), torch.randn(2, 5, *(s // 2 for s in size))
+    skip.eval()
+    y, alpha = skip(x, g)
+    outputs, alphas = zip(*(gate(x, g) for gate in skip.gates))  # each gate: W(alpha * x), alpha
+    expected = skip.merge(torch.cat(outputs, dim=1))
+    assert alphas[0].std() > 0.05 and expected.std() > 0.1  # a non-trivial case
+    torch.testing.assert_close(y, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(alpha, torch.stack(alphas).mean(0))
+    with unfolded():
+        torch.testing.assert_close(skip(x, g)[0], expected, rtol=0, atol=0)  # the layers as written
+    skip.train()  # training normalises with the batch's statistics: the layers as written
+    y_train, _ = skip(x, g)
+    outputs = [gate(x, g)[0] for gate in skip.gates]
+    torch.testing.assert_close(y_train, skip.merge(torch.cat(outputs, dim=1)))
+    assert not torch.allclose(y_train, y, atol=1e-3)
