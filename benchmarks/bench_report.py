@@ -210,7 +210,7 @@ How to read these numbers:
   widths and two 3x3x3 convolutions per level (MONAI's `UNet` has one per level). The MONAI pair differs
   in more than the gates, so its ratio is an upper bound on MONAI's gate cost; aunet's pair differs
   only by the gates.
-- Times are medians of repeats after one warm-up, with the compared models timed in turns
+- Times are medians of repeats after warm-up steps (2 in the full profile, 1 with --quick), with the compared models timed in turns
   (A, B, C, D, A, B, ...): absolute seconds vary between machines and runs, ratios from the same run
   are what we report.
 - Forward = `model.eval()` under `torch.inference_mode()`; forward+backward = train mode, `mean(logits).backward()`.
