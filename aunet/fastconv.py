@@ -18,30 +18,25 @@ off, e.g. to measure what it brings.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator
+from typing import ContextManager
 
 import torch
 from torch import nn
 
-_ENABLED = True
+from aunet.switch import Switch
+
+_FAST = Switch()
 _ONES, _HALO = [1, 1, 1], [0, 1, 1]  # stride/padding/dilation 1; on the halves, no padding along depth
 
 
-@contextmanager
-def disabled() -> Iterator[None]:
+def disabled() -> ContextManager[None]:
     """Use PyTorch's own convolution path inside this block."""
-    global _ENABLED
-    previous, _ENABLED = _ENABLED, False
-    try:
-        yield
-    finally:
-        _ENABLED = previous
+    return _FAST.off()
 
 
 def applies(conv: nn.Conv3d, x: torch.Tensor) -> bool:
     """Whether the fast path handles this layer and input."""
-    return (_ENABLED and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 5
+    return (_FAST.on and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 5
             and x.shape[2] % 2 == 0 and x.is_contiguous() and not torch.is_autocast_enabled("cpu")
             and conv.kernel_size == (3, 3, 3) and conv.stride == (1, 1, 1) and conv.padding == (1, 1, 1)
             and conv.dilation == (1, 1, 1) and conv.groups == 1 and conv.padding_mode == "zeros"

@@ -20,28 +20,22 @@ gradients; from the second step on W_x, W_g and b_g receive gradients too.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator
+from typing import ContextManager
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from aunet.layers import batchnorm, conv, interpolate
+from aunet.switch import Switch
 
 ALPHA_INIT = 0.5  # sigmoid(b_psi) at initialisation; see the module docstring
-_FOLD = True  # GatedSkip's eval mode runs its folded weights (see GatedSkip)
+_FOLD = Switch()  # GatedSkip's eval mode runs its folded weights (see GatedSkip)
 
 
-@contextmanager
-def unfolded() -> Iterator[None]:
+def unfolded() -> ContextManager[None]:
     """Run GatedSkip's eval mode with its layers as written inside this block, e.g. to measure folding."""
-    global _FOLD
-    previous, _FOLD = _FOLD, False
-    try:
-        yield
-    finally:
-        _FOLD = previous
+    return _FOLD.off()
 
 
 class AttentionGate(nn.Module):
@@ -120,7 +114,7 @@ class GatedSkip(nn.Module):
         """Returns (merged gated features (B, F_l, *S), mean alpha (B, 1, *S))."""
         alphas = [gate.attention(x, g) for gate in self.gates]  # each (B, 1, *S)
         alpha = alphas[0] if len(alphas) == 1 else torch.stack(alphas).mean(0)
-        if not _FOLD or any(m.training for m in self.modules()):  # training: BatchNorm on batch statistics
+        if not _FOLD.on or any(m.training for m in self.modules()):  # training: BatchNorm on batch statistics
             outputs = [gate.W(a * x) for gate, a in zip(self.gates, alphas)]  # W(alpha * x) per gate
             return self.merge(torch.cat(outputs, dim=1)), alpha
         Q, d = self.folded()

@@ -21,28 +21,23 @@ neighbours, plus the clamped edges' extra 0.25. Results equal F.interpolate's to
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator
+from typing import ContextManager
 
 import torch
 
-_ENABLED = True
+from aunet.switch import Switch
+
+_FAST = Switch()
 
 
-@contextmanager
-def disabled() -> Iterator[None]:
+def disabled() -> ContextManager[None]:
     """Let `aunet.layers.interpolate` use F.interpolate everywhere inside this block."""
-    global _ENABLED
-    previous, _ENABLED = _ENABLED, False
-    try:
-        yield
-    finally:
-        _ENABLED = previous
+    return _FAST.off()
 
 
 def applies(t: torch.Tensor, size: tuple[int, ...]) -> bool:
     """Whether `upsample2x` handles resampling t (B, C, *S) to `size`: a CPU float tensor and size == 2 S."""
-    return (_ENABLED and t.device.type == "cpu" and t.is_floating_point() and t.dim() in (4, 5)
+    return (_FAST.on and t.device.type == "cpu" and t.is_floating_point() and t.dim() in (4, 5)
             and tuple(size) == tuple(2 * s for s in t.shape[2:]))
 
 

@@ -39,7 +39,10 @@ def test_interpolate_takes_it_only_where_it_applies():
     assert not upsample.applies(t, (8, 12, 15))  # not exactly x2: F.interpolate
     assert not upsample.applies(t.long(), (8, 12, 16))
     with upsample.disabled():
+        with upsample.disabled():  # blocks nest: the outer one stays off after the inner one ends
+            pass
         assert not upsample.applies(t, (8, 12, 16))
+    assert upsample.applies(t, (8, 12, 16))
     torch.testing.assert_close(interpolate(t, (8, 12, 16)), reference(t))
     torch.testing.assert_close(interpolate(t, (5, 9, 11)),
                                F.interpolate(t, size=(5, 9, 11), mode="trilinear", align_corners=False))
