@@ -94,7 +94,7 @@ class GatedSkip(nn.Module):
     merged features are therefore ReLU(sum_i alpha_i * (Q_i x) + d), with Q_i = s_m M_i s_i A_i
     composed from the layers' weights (`folded`; A_i: gate i's W conv, s_i its BatchNorm scales,
     M_i: the block of the merge conv that reads gate i, s_m: the merge BatchNorm's scales). Eval
-    mode computes that: one 1x1 conv of x instead of three, the same function to float rounding
+    mode computes that: one 1x1 conv of x instead of one per gate plus the merge, the same function to float rounding
     (tests/test_gate.py); `unfolded()` switches it off. Training uses the layers as written, since
     BatchNorm then normalises with the batch's own statistics.
     """

@@ -109,15 +109,17 @@ def measure_variants(device, amp, size, warmup, repeats, use_compile: bool) -> d
     return out
 
 
+def inside(context, step):
+    """`step`, run inside a fresh `context()` each call (e.g. a speed-up switched off)."""
+    def run():
+        with context():
+            return step()
+    return run
+
+
 def measure_fastconv(device, amp, sizes: dict, warmup: int, repeats: dict) -> dict:
     """Forward+backward with and without aunet.fastconv, for aunet's and MONAI's attention models, interleaved."""
     from aunet import fastconv
-
-    def without(step):
-        def run():
-            with fastconv.disabled():
-                return step()
-        return run
 
     out = {}
     for key, size in sizes.items():
@@ -125,7 +127,7 @@ def measure_fastconv(device, amp, sizes: dict, warmup: int, repeats: dict) -> di
         aunet_model = bench_models.build(ATTENTION_MODEL, device)
         monai_fast = bench_models.with_fastconv(bench_models.build("monai.AttentionUnet", device))
         steps = {"aunet.AttentionUNet (fastconv, default)": M.backward_step(aunet_model, x, device, amp),
-                 "aunet.AttentionUNet (fastconv off)": without(M.backward_step(aunet_model, x, device, amp)),
+                 "aunet.AttentionUNet (fastconv off)": inside(fastconv.disabled, M.backward_step(aunet_model, x, device, amp)),
                  "monai.AttentionUnet (as shipped)": M.backward_step(bench_models.build("monai.AttentionUnet", device), x, device, amp),
                  "monai.AttentionUnet (with aunet.fastconv)": M.backward_step(monai_fast, x, device, amp)}
         out[key] = dict(size=list(size), batch=1, times=M.interleaved(steps, device, warmup, repeats[key]))
@@ -239,12 +241,6 @@ def measure_switches(device, amp, sizes: dict, warmup: int, repeats: dict, backw
 
     from aunet import gate, upsample
 
-    def under(switch, step):
-        def run():
-            with switch():
-                return step()
-        return run
-
     switches = {"default": nullcontext, "x2 upsampling off": upsample.disabled, "gate folding off": gate.unfolded}
     out = {}
     for kind, factory, names, reps in (("forward", M.forward_step, tuple(switches), repeats),
@@ -252,7 +248,7 @@ def measure_switches(device, amp, sizes: dict, warmup: int, repeats: dict, backw
         out[kind] = {}
         for key, size in sizes.items():
             model, x = bench_models.build(ATTENTION_MODEL, device), M.make_input(size, 1, device)
-            steps = {name: under(switches[name], factory(model, x, device, amp)) for name in names}
+            steps = {name: inside(switches[name], factory(model, x, device, amp)) for name in names}
             out[kind][key] = dict(size=list(size), batch=1, times=M.interleaved(steps, device, warmup, reps[key]))
             print(f"  switches {kind} {size}: " + ", ".join(
                 f"{n} {M.median(t):.3f}s" for n, t in out[kind][key]["times"].items()), flush=True)
