@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import platform
 import random
 import sys
 from typing import Iterator
@@ -101,3 +102,25 @@ def reuse_cpu_memory(enabled: bool = True) -> Iterator[bool]:
             for param, value in _AFTER:
                 libc.mallopt(param, value)
             libc.malloc_trim(0)
+
+
+def cpu_model() -> str:
+    """The CPU's model name as Linux reports it ('unknown' elsewhere)."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def describe_device(device: torch.device, processes: int = 1) -> dict[str, object]:
+    """What a run trained on, for its device.json: type, name, threads or GPU count, torch version."""
+    info: dict[str, object] = {"type": device.type, "processes": processes, "torch": torch.__version__}
+    if device.type == "cuda":
+        info["name"] = torch.cuda.get_device_name(device)
+    else:
+        info["name"] = cpu_model()
+        info["threads"] = torch.get_num_threads()
+    return info

@@ -24,8 +24,8 @@ with the paper's train/test proportions (test fractions 30/150, 120/150 and 21/8
 The paper names no validation split; aunet holds `val_fraction` of the cases out of the training scans
 to choose best.pt (10 % of all cases; 4 % in the 30/120 setting, one in five of its 30 training scans).
 
-Run folders: `<runs_dir>/<experiment>/<model>/` hold the training run (config.json, history.csv,
-checkpoints) and its evaluation (evaluation_test.csv, evaluation_test_summary.json). A run whose records
+Run folders: `<runs_dir>/<experiment>/<model>/` (aunet.run.RunFolder) hold the training run (config,
+history, checkpoints) and its evaluation on the test cases. A run whose records
 are complete for the same config is skipped, an interrupted one is resumed, a finished but unevaluated
 one is evaluated; a folder holding a run of other settings is refused.
 
@@ -35,14 +35,13 @@ one is evaluated; a folder holding a run of other settings is refused.
 """
 from __future__ import annotations
 
-import csv
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from aunet.config import Config
 from aunet.errors import AunetError
+from aunet.run import RunFolder
 from aunet.train import RESUMABLE_CHANGES
 
 
@@ -82,7 +81,6 @@ class PhantomStandIn:
 PHANTOMS = {"ct150": PhantomStandIn("scanner_a", 0, 30), "tcia": PhantomStandIn("scanner_b", 1000, 16)}
 DEFAULT_DATASETS: dict[str, dict[str, Any]] = {"ct150": {"data_dir": "data/phantom"},
                                                "tcia": {"data_dir": "data/phantom_scanner_b"}}
-EVALUATION = ("evaluation_test.csv", "evaluation_test_summary.json")
 
 
 def experiment_config(name: str, model: str, base: Config, runs_dir: str | Path,
@@ -97,19 +95,10 @@ def experiment_config(name: str, model: str, base: Config, runs_dir: str | Path,
         raise AunetError(f"No settings for dataset {exp.dataset!r} (needed by {name}); give datasets[{exp.dataset!r}] "
                          f"= {{'data_dir': ...}}.")
     runs_dir = Path(runs_dir)
-    init = str(runs_dir / exp.init_from / model / "best.pt") if exp.init_from else ""
+    init = str(RunFolder(runs_dir / exp.init_from / model).checkpoint_path("best")) if exp.init_from else ""
     return Config.from_dict({**datasets[exp.dataset], "model": model, "test_fraction": exp.test_fraction,
                              "val_fraction": exp.val_fraction, "out_dir": str(runs_dir / name / model),
                              "init_checkpoint": init}, base=base)
-
-
-def history_epochs(run_dir: Path) -> int:
-    """Number of epochs recorded in run_dir/history.csv (0 when absent)."""
-    path = Path(run_dir) / "history.csv"
-    if not path.is_file():
-        return 0
-    with open(path, newline="") as f:
-        return sum(1 for _ in csv.DictReader(f))
 
 
 def differences(saved: Config, cfg: Config) -> dict[str, tuple[Any, Any]]:
@@ -120,34 +109,16 @@ def differences(saved: Config, cfg: Config) -> dict[str, tuple[Any, Any]]:
 
 def run_state(run_dir: str | Path, cfg: Config) -> str:
     """'empty', 'complete' (trained to cfg.epochs and evaluated), 'partial' (resumable) or 'other' (other settings)."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file():
-        return "partial" if (run_dir / "last.pt").is_file() else "empty"
-    saved = Config.load(run_dir / "config.json")
+    run = RunFolder(run_dir)
+    if not run.has_config():
+        return "partial" if run.has_checkpoint("last") else "empty"
+    saved = run.read_config()
     diff = differences(saved, cfg)
     if set(diff) - set(RESUMABLE_CHANGES) or saved.epochs > cfg.epochs:
         return "other"
     if diff:
         return "partial"
-    files = [run_dir / n for n in ("best.pt", "last.pt", *EVALUATION)]
-    trained = history_epochs(run_dir) == cfg.epochs and all(p.is_file() for p in files)
-    # an evaluation older than best.pt scored an earlier model
-    evaluated = trained and all(p.stat().st_mtime >= files[0].stat().st_mtime for p in files[2:])
-    return "complete" if evaluated else "partial"
-
-
-def copy_run(source: Path, run_dir: Path, cfg: Config) -> None:
-    """Copy a complete run folder into run_dir (atomically), its config.json saying the new out_dir."""
-    from aunet.io import atomic_folder
-
-    with atomic_folder(run_dir) as tmp:
-        for item in source.iterdir():
-            if item.is_dir():
-                shutil.copytree(item, tmp / item.name)
-            else:
-                shutil.copy2(item, tmp / item.name)  # keeps mtimes: the evaluation stays newer than best.pt
-        cfg.save(tmp / "config.json")
-        (tmp / "reused_from.txt").write_text(f"{source.resolve()}\n")
+    return "complete" if run.is_complete(cfg.epochs) else "partial"
 
 
 def run_experiment(name: str, model: str, base: Config, runs_dir: str | Path,
@@ -162,26 +133,26 @@ def run_experiment(name: str, model: str, base: Config, runs_dir: str | Path,
     from aunet.train import train
 
     cfg = experiment_config(name, model, base, runs_dir, datasets)
-    run_dir = Path(cfg.out_dir)
-    state = run_state(run_dir, cfg)
+    run = RunFolder(cfg.out_dir)
+    state = run_state(run.path, cfg)
     if state == "complete":
         return "skipped"
     if state == "other":
-        diff = differences(Config.load(run_dir / "config.json"), cfg)
+        diff = differences(run.read_config(), cfg)
         changed = "; ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in diff.items())
-        raise AunetError(f"{run_dir} holds a run with other settings ({changed}); delete it or choose another "
+        raise AunetError(f"{run.path} holds a run with other settings ({changed}); delete it or choose another "
                          f"runs folder.")
     if state == "empty" and reuse_from is not None:
-        source = Path(reuse_from) / model
-        if run_state(source, cfg) == "complete":
-            copy_run(source, run_dir, cfg)
+        source = RunFolder(Path(reuse_from) / model)
+        if run_state(source.path, cfg) == "complete":
+            source.copy_to(run.path, cfg)
             return "reused"
-    if cfg.init_checkpoint and not Path(cfg.init_checkpoint).is_file() and not (run_dir / "last.pt").is_file():
+    if cfg.init_checkpoint and not Path(cfg.init_checkpoint).is_file() and not run.has_checkpoint("last"):
         raise AunetError(f"{name} starts from {cfg.init_checkpoint}, which does not exist; run "
                          f"{EXPERIMENTS[name].init_from} for {model} first.")
-    done = history_epochs(run_dir) if (run_dir / "last.pt").is_file() else 0
-    trainer = train(cfg, resume=(run_dir / "last.pt").is_file(), progress=progress)
-    evaluate_run(run_dir, data=trainer.data, progress=progress)
+    done = run.epochs_done() if run.has_checkpoint("last") else 0
+    trainer = train(cfg, resume="auto", progress=progress)
+    evaluate_run(run.path, data=trainer.data, progress=progress)
     return "trained" if done == 0 else "resumed" if done < cfg.epochs else "evaluated"
 
 
@@ -210,7 +181,7 @@ def write_missing_phantoms(datasets: Mapping[str, Mapping[str, Any]], seed: int 
                            cases: Mapping[str, int] | None = None, size: tuple[int, int, int] | None = None,
                            progress: bool = True) -> list[Path]:
     """Write the phantom stand-in of each dataset whose data_dir holds no dataset.json yet; returns those written."""
-    from aunet.data.commands import write_phantom_dataset
+    from aunet.data.phantom_folder import write_phantom_dataset
 
     written = []
     for key, settings in datasets.items():

@@ -15,15 +15,14 @@ clipping and z-scoring is air.
     pred.labels                 # (X, Y, Z) uint8
     pred.attention["level2"]    # (X, Y, Z) float32, with return_attention=True
 
-    aunet predict run/best.pt scan.nii.gz scan_labels.nii.gz --attention-dir maps/
+    predict_file("run/best.pt", "scan.nii.gz", "labels.nii.gz")   # CLI: aunet predict CHECKPOINT IN OUT
 """
 from __future__ import annotations
 
-import argparse
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -31,7 +30,6 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from aunet.config import Config
 from aunet.device import autocast, pick_device
 from aunet.errors import AunetError
 
@@ -169,56 +167,6 @@ def _normalise(probs: torch.Tensor, norm: torch.Tensor, attention: dict[str, tor
         return Prediction(np.ascontiguousarray(probs.numpy()), labels, maps)
 
 
-# --- checkpoints -------------------------------------------------------------------------------
-
-
-def _describe_state(state: dict[str, Any]) -> tuple[str, int | None]:
-    """(model name, number of classes) as read from a state dict's keys and final layer."""
-    name = "attention_unet" if any(k.startswith("gates.") for k in state) else "unet"
-    final = state.get("final.weight")
-    return name, (int(final.shape[0]) if final is not None else None)
-
-
-def load_model(checkpoint_path: str | Path, model: str | None = None,
-               num_classes: int | None = None) -> tuple[nn.Module, Config]:
-    """The trained model (on the CPU, eval mode) and its Config from a checkpoint of `aunet train`."""
-    path = Path(checkpoint_path)
-    if not path.is_file():
-        raise AunetError(f"Checkpoint {path} does not exist; expected a .pt file written by `aunet train`.")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for a truncated or foreign file
-        raise AunetError(f"Checkpoint {path} cannot be read ({type(e).__name__}); expected a .pt file written "
-                         f"by `aunet train`.") from None
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict) or not isinstance(ckpt.get("config"), dict):
-        raise AunetError(f"Checkpoint {path} is not an aunet checkpoint; expected a dict with 'model' and 'config'.")
-    try:
-        cfg = Config.from_dict(ckpt["config"])
-    except AunetError as e:
-        raise AunetError(f"Checkpoint {path} has an invalid config: {e}") from None
-    state = ckpt["model"]
-    found, found_classes = _describe_state(state)
-    saved = ckpt.get("model_name", cfg.model)
-    if model is not None and model != saved:
-        raise AunetError(f"Checkpoint {path} holds a {saved!r} model but model={model!r} was requested.")
-    if num_classes is not None and num_classes != cfg.num_classes:
-        raise AunetError(f"Checkpoint {path} predicts {cfg.num_classes} classes but num_classes={num_classes} "
-                         f"was requested.")
-    if found != cfg.model:
-        raise AunetError(f"Checkpoint {path} holds weights of a {found!r} model but its config asks for "
-                         f"{cfg.model!r}; the file is inconsistent.")
-    if found_classes is not None and found_classes != cfg.num_classes:
-        raise AunetError(f"Checkpoint {path} holds weights for {found_classes} classes but its config says "
-                         f"num_classes={cfg.num_classes}; the file is inconsistent.")
-    net = cfg.build_model()
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as e:
-        first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
-        raise AunetError(f"Checkpoint {path} does not fit the {cfg.model!r} model its config describes ({first}).") from None
-    return net.eval(), cfg
-
-
 # --- aunet predict -----------------------------------------------------------------------------
 
 
@@ -230,8 +178,9 @@ def predict_file(checkpoint: str | Path, input_path: str | Path, output_path: st
     if not output_path.name.endswith((".nii", ".nii.gz")):
         raise AunetError(f"Output {output_path} must end in .nii or .nii.gz.")
     from aunet.data import load_nifti, preprocess_image, save_nifti, to_original
+    from aunet.run import load_model
 
-    model, cfg = load_model(checkpoint)
+    model, cfg = load_model(checkpoint)  # aunet.run: checks that the file is an aunet checkpoint
     if cfg.in_channels != 1:
         raise AunetError(f"Checkpoint {checkpoint} expects {cfg.in_channels} input channels; `aunet predict` reads one image.")
     img = load_nifti(input_path)
@@ -246,26 +195,3 @@ def predict_file(checkpoint: str | Path, input_path: str | Path, output_path: st
             save_nifti(Path(attention_dir) / f"{stem}_attention_{name}.nii.gz",
                        to_original(alpha, geometry, order=1), img.affine, dtype=np.float32)
     return pred
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """`aunet predict CHECKPOINT IN.nii.gz OUT.nii.gz`: segment one CT volume."""
-    p = subparsers.add_parser("predict", help="segment one NIfTI volume with a trained checkpoint",
-                              description="Segment IN with the model in CHECKPOINT; write labels to OUT on IN's grid.")
-    p.add_argument("checkpoint", help="a .pt file written by `aunet train` (e.g. RUN_DIR/best.pt)")
-    p.add_argument("input", help="the CT volume, .nii or .nii.gz")
-    p.add_argument("output", help="where to write the label map, .nii or .nii.gz")
-    p.add_argument("--overlap", type=float, default=None, help="sliding-window overlap (default: the run's)")
-    p.add_argument("--attention-dir", default=None, help="also write each level's attention map here")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    p.add_argument("--batch-size", type=int, default=1, help="windows per forward pass (default: 1)")
-    p.set_defaults(func=_main)
-
-
-def _main(args: argparse.Namespace) -> int:
-    if args.batch_size < 1:
-        raise AunetError(f"--batch-size={args.batch_size} is not valid; expected a positive integer.")
-    predict_file(args.checkpoint, args.input, args.output, args.overlap, args.attention_dir,
-                 device=args.device, batch_size=args.batch_size)
-    print(f"wrote {args.output}")
-    return 0

@@ -1,13 +1,13 @@
 """Attention snapshots: every gated level's alpha on fixed validation slices at chosen epochs.
 
 The paper's figure shows the level-2 attention map of one slice at epochs 3, 6, 10, 60 and 150. A
-snapshot file `attention/epoch_XXX.npz` holds, for one fixed validation case and the axial slice with
+snapshot (written into the run folder by `aunet.run.RunFolder.write_snapshot`, read back by
+`RunFolder.read_snapshots`) holds, for one fixed validation case and the axial slice with
 the most pancreas: the CT slice `image` (X, Y), the label slice `label` (X, Y), and one array per gated
 level `level2`, `level3`, ... (X / 2^(l-1), Y / 2^(l-1)) in float16: a few kB per epoch.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ import torch
 
 from aunet.config import Config
 from aunet.device import autocast
-from aunet.io import atomic_write
+from aunet.run import RunFolder
 
 PAPER_EPOCHS = (3, 6, 10, 60, 150)  # out of the paper's ~150 shown
 
@@ -50,8 +50,8 @@ def _crop_slices(shape: tuple[int, ...], centre: tuple[int, ...], size: tuple[in
 class AttentionSnapshotter:
     """Saves alpha of every gated level on one fixed validation slice, at the epochs asked for."""
 
-    def __init__(self, data: Any, cfg: Config, folder: Path, target_label: int = 2) -> None:
-        self.folder, self.cfg = Path(folder), cfg
+    def __init__(self, data: Any, cfg: Config, run: RunFolder, target_label: int = 2) -> None:
+        self.run, self.cfg = run, cfg
         cases = list(data.val) or list(data.train)
         volume = data.load(cases[0])
         # an inference-window crop (multiple of 16) centred on the target organ: the whole slice where it fits
@@ -84,21 +84,4 @@ class AttentionSnapshotter:
         for name, alpha in attention.items():
             factor = self.image.shape[2] // alpha.shape[-1]
             arrays[name] = alpha[0, 0, :, :, self.z // factor].float().cpu().numpy()
-        path = self.folder / f"epoch_{epoch:03d}.npz"
-        atomic_write(path, lambda tmp: _savez(tmp, arrays))
-        return path
-
-
-def _savez(path: str, arrays: dict[str, np.ndarray]) -> None:
-    with open(path, "wb") as f:  # a file object: np.savez would append .npz to a path
-        np.savez_compressed(f, **arrays)
-
-
-def load_snapshots(folder: str | Path) -> dict[int, dict[str, np.ndarray]]:
-    """All snapshots of a run folder's attention/ directory, keyed by epoch."""
-    out = {}
-    for path in sorted(Path(folder).glob("epoch_*.npz")):
-        epoch = int(re.findall(r"\d+", path.stem)[0])
-        with np.load(path) as f:
-            out[epoch] = {k: f[k] for k in f.files}
-    return out
+        return self.run.write_snapshot(epoch, arrays)

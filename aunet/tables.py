@@ -1,12 +1,10 @@
 """The paper's two results tables, rebuilt from raw run records, each measured column beside the paper's.
 
-Only what the runs wrote is read, from `<runs_dir>/<experiment>/<model>/` (aunet.experiments):
-
-    config.json                   the run's Config; the model is rebuilt from it to count its parameters
-    history.csv                   epochs trained; a gpu_peak_gib column means the run trained on CUDA
-    evaluation_test.csv           one row per test case (the number of test cases)
-    evaluation_test_summary.json  mean and std over the test cases (pancreas Dice, precision, recall, S2S,
-                                  inference seconds per volume)
+Only what the runs wrote is read, from the run folders `<runs_dir>/<experiment>/<model>/`
+(aunet.experiments, read through aunet.run.RunFolder): the run's Config (the model is rebuilt from it to
+count its parameters), its history (epochs trained), its device record, the per-case test evaluation
+(the number of test cases) and its mean and std over the test cases (pancreas Dice, precision, recall,
+S2S, inference seconds per volume).
 
 A run without an evaluation summary shows "not run" in every cell of its column: nothing is filled in.
 The paper's numbers live in PAPER only, and appear only in the columns labelled "paper".
@@ -15,9 +13,6 @@ The paper's numbers live in PAPER only, and appear only in the columns labelled 
 """
 from __future__ import annotations
 
-import argparse
-import csv
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +20,10 @@ from typing import Any
 
 from aunet.config import Config
 from aunet.errors import AunetError
-from aunet.experiments import EXPERIMENTS, MODEL_TITLES, MODELS, history_epochs
+from aunet.experiments import EXPERIMENTS, MODEL_TITLES, MODELS
 from aunet.io import atomic_write_csv, atomic_write_text
+from aunet.labels import TARGET
+from aunet.run import RunFolder
 
 # Oktay et al., "Attention U-Net: Learning Where to Look for the Pancreas", MIDL 2018, results on the
 # poster (pancreas), as transcribed in shared/REFERENCE.md section 4: (mean, std) over the test scans.
@@ -58,7 +55,6 @@ TABLES = {"table1_ct150": ("ct150", "Table 1 · CT-150 (pancreas)"),
           "table2_tcia": ("tcia", "Table 2 · TCIA Pancreas-CT (pancreas)")}
 TABLES_SHORT = {"ct150": "CT-150", "tcia": "TCIA"}
 NOT_RUN, NOT_GIVEN = "not run", "—"
-TARGET = "pancreas"  # the organ of the paper's tables
 
 
 @dataclass
@@ -97,13 +93,6 @@ class Table:
         return md, table_csv
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise AunetError(f"{path}: cannot be read ({e}); expected the JSON written by `aunet evaluate`.") from None
-
-
 def _target(summary: dict[str, Any], path: Path) -> str:
     """The class whose metrics the tables show: the pancreas, or the only foreground class of a 2-class model."""
     classes = sorted(k[: -len("_dice")] for k in summary if k.endswith("_dice"))
@@ -117,29 +106,23 @@ def _target(summary: dict[str, Any], path: Path) -> str:
 
 def read_run(run_dir: str | Path) -> RunRecord | None:
     """The record of one run folder, or None when it has not been trained and evaluated."""
-    run_dir = Path(run_dir)
-    summary_path, cases_path = run_dir / "evaluation_test_summary.json", run_dir / "evaluation_test.csv"
-    if not all((run_dir / n).is_file() for n in ("config.json", summary_path.name, cases_path.name)):
+    run = RunFolder(run_dir)
+    summary_path = run.evaluation_paths("test")[1]
+    if not (run.has_config() and all(p.is_file() for p in run.evaluation_paths("test"))):
         return None
-    cfg = Config.load(run_dir / "config.json")
-    summary = _read_json(summary_path)
-    try:
-        organ = _target(summary, summary_path)
-        values: dict[str, Any] = {k: (float(summary[f"{organ}_{k}"]["mean"]), float(summary[f"{organ}_{k}"]["std"]))
-                                  for k in ("dice", "precision", "recall", "s2s_mm")}
-        values["seconds"] = float(summary["inference_seconds"]["mean"])
-    except (KeyError, TypeError, ValueError):
-        raise AunetError(f"{summary_path}: lacks mean/std entries; expected the summary written by "
-                         f"`aunet evaluate`.") from None
-    with open(cases_path, newline="") as f:
-        values["test_cases"] = sum(1 for _ in csv.DictReader(f))
-    values["epochs"] = history_epochs(run_dir)
+    cfg = run.read_config()
+    summary = run.read_evaluation_summary("test")
+    organ = _target(summary, summary_path)
+    values: dict[str, Any] = {k: (float(summary[f"{organ}_{k}"]["mean"]), float(summary[f"{organ}_{k}"]["std"]))
+                              for k in ("dice", "precision", "recall", "s2s_mm")}
+    if "inference_seconds" not in summary:
+        raise AunetError(f"{summary_path}: lacks inference_seconds; expected the summary written by `aunet evaluate`.")
+    values["seconds"] = float(summary["inference_seconds"]["mean"])
+    values["test_cases"] = len(run.read_evaluation_cases("test"))
+    values["epochs"] = run.epochs_done()
     values["params"] = sum(p.numel() for p in cfg.build_model().parameters())
-    history = run_dir / "history.csv"
-    with open(history) if history.is_file() else open(cases_path) as f:
-        columns = f.readline().strip().split(",")  # the trainer adds gpu_peak_gib on CUDA only
-    device = ("cuda" if "gpu_peak_gib" in columns else "cpu") if history.is_file() else "device not recorded"
-    return RunRecord(run_dir, values, cfg, device)
+    device = run.read_device()
+    return RunRecord(run.path, values, cfg, device["type"] if device else "device not recorded")
 
 
 def format_value(key: str, value: Any) -> str:
@@ -180,8 +163,8 @@ def build_table(name: str, runs_dir: str | Path) -> Table:
                 notes.append(f"{label}: {record.run_dir}, data {c.data_dir}, {record.values['epochs']} epochs x "
                              f"{steps}, {c.spacing:g} mm, {c.base_filters} base filters, {record.device}.")
     rows = [[row_title, *(col[i] for col in columns)] for i, (row_title, _) in enumerate(ROWS)]
-    notes = ["measured: mean±std over the test cases of each run (evaluation_test_summary.json); Params counted "
-             "on the model rebuilt from its config.json; Inference time: mean seconds per whole test volume "
+    notes = ["measured: mean±std over the test cases of each run (its evaluation summary); Params counted "
+             "on the model rebuilt from its config; Inference time: mean seconds per whole test volume "
              "(sliding window) on the run's device.",
              "paper: Oktay et al., MIDL 2018 poster; its inference time is one 160x160x96 forward pass on a GPU; "
              f"{NOT_GIVEN} = not reported there.", *notes]
@@ -213,19 +196,3 @@ def dice_columns(runs_dir: str | Path) -> list[tuple[str, tuple[float, float] | 
             columns.append((f"{TABLES_SHORT[exp.table]} {MODEL_TITLES[model]} {exp.setting}",
                             record.values["dice"] if record else None, PAPER[exp.name, model]["dice"]))
     return columns
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """`aunet tables`: the paper's two tables from the run records, beside the paper's numbers."""
-    p = subparsers.add_parser("tables", help="rebuild the paper's results tables from run records",
-                              description=register.__doc__)
-    p.add_argument("--runs", default="results/runs", help="folder of <experiment>/<model> run folders")
-    p.add_argument("--out", default="results/tables", help="where table1_ct150.md/.csv and table2_tcia.md/.csv go")
-    p.set_defaults(func=_main)
-
-
-def _main(args: argparse.Namespace) -> int:
-    for table in write_tables(args.runs, args.out):
-        print(table.to_markdown())
-    print(f"wrote {', '.join(f'{n}.md/.csv' for n in TABLES)} to {args.out}")
-    return 0

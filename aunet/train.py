@@ -1,20 +1,17 @@
 """Training: Adam + step decay as in the paper, validation Dice per epoch, checkpoints, attention snapshots.
 
-A run folder holds everything about one run:
-
-    config.json          the Config it ran with
-    history.csv          one row per epoch: loss, validation Dice per class, learning rate, seconds
-    last.pt, best.pt     checkpoints (atomic; torch.load(..., weights_only=True) reads them)
-    attention/epoch_XXX.npz   every gated level's alpha on fixed validation slices
-
-Resuming (`resume=True`, CLI `--resume`) continues from last.pt. Training batches are a pure function of
-(seed, epoch, step) (see aunet.data.PatchDataset), so a resumed run, even after a kill mid-epoch, ends
-with the same weights as an uninterrupted one on the CPU. Fine-tuning (`init_checkpoint`) starts a new run from
-another run's model weights, with a fresh optimiser and schedule.
+Everything a run writes goes into its run folder (`aunet.run.RunFolder`: config, device, history, last.pt and
+best.pt, attention snapshots). Resuming (`resume=True`) continues from last.pt; `resume="auto"` does so
+when the folder holds a run and starts one otherwise. One resume policy serves the notebooks and the CLI:
+a run continues only with the settings it was trained with, except the fields in RESUMABLE_CHANGES
+(more epochs, another device, other snapshot epochs, a moved folder); `resume_config` builds such a
+Config from the saved one. Training batches are a pure function of (seed, epoch, step) (see
+aunet.data.PatchDataset), so a resumed run, even after a kill mid-epoch, ends with the same weights as
+an uninterrupted one on the CPU. Fine-tuning (`init_checkpoint`) starts a new run from another run's model
+weights, with a fresh optimiser and schedule.
 """
 from __future__ import annotations
 
-import argparse
 import math
 import time
 from pathlib import Path
@@ -25,18 +22,30 @@ import torch
 from tqdm.auto import tqdm
 
 from aunet.config import Config
-from aunet.device import autocast, needs_grad_scaler, pick_device, reuse_cpu_memory, seed_everything
+from aunet.device import autocast, describe_device, needs_grad_scaler, pick_device, reuse_cpu_memory, seed_everything
 from aunet.errors import AunetError
-from aunet.io import atomic_write, atomic_write_csv
+from aunet.labels import class_names
+from aunet.run import RunFolder, checkpoint_config, read_checkpoint
 from aunet.snapshots import AttentionSnapshotter, snapshot_schedule
 
 RESUMABLE_CHANGES = ("epochs", "device", "snapshot_epochs", "out_dir")  # may differ when continuing (a moved folder)
-CLASS_NAMES = {1: "spleen", 2: "pancreas", 3: "kidney"}  # CT-150 labels of the 4-class model
 
 
-def class_names(num_classes: int) -> dict[int, str]:
-    """Foreground label -> name (CT-150 names where they apply, else 'class<k>')."""
-    return {k: CLASS_NAMES.get(k, f"class{k}") if num_classes == 4 else f"class{k}" for k in range(1, num_classes)}
+def check_resumable(saved: Config, cfg: Config, source: str | Path) -> None:
+    """AunetError unless `cfg` continues the run of `saved`: same settings but for RESUMABLE_CHANGES."""
+    changed = [f"{k} {v!r} -> {getattr(cfg, k)!r}" for k, v in saved.to_dict().items()
+               if k not in RESUMABLE_CHANGES and v != getattr(cfg, k)]
+    if changed:
+        raise AunetError(f"Cannot resume {source}: it was trained with other settings ({'; '.join(changed)}); "
+                         f"use the same settings or another out_dir.")
+
+
+def resume_config(run_dir: str | Path, **changes: Any) -> Config:
+    """The saved Config of the run in run_dir with `changes` (only RESUMABLE_CHANGES may differ)."""
+    saved = RunFolder(run_dir).read_config()
+    cfg = Config.from_dict({**saved.to_dict(), "out_dir": str(run_dir), **changes})
+    check_resumable(saved, cfg, run_dir)
+    return cfg
 
 
 class Trainer:
@@ -48,6 +57,7 @@ class Trainer:
 
         self.cfg, self.progress = cfg, progress
         self.run_dir = Path(cfg.out_dir)
+        self.run = RunFolder(self.run_dir)
         self.device = pick_device(cfg.device)
         self.data = data if data is not None else prepare_dataset(cfg)
         if not self.data.train:
@@ -60,7 +70,7 @@ class Trainer:
         self.loss_fn = build_loss(cfg.loss)
         self.patches = PatchDataset(self.data, self.data.train, cfg, seed=cfg.seed)
         self.iterations = cfg.iterations_per_epoch or math.ceil(len(self.data.train) / cfg.batch_size)
-        self.snapshots = AttentionSnapshotter(self.data, cfg, self.run_dir / "attention")
+        self.snapshots = AttentionSnapshotter(self.data, cfg, self.run)
         self.history: list[dict[str, float]] = []
         self.epoch = 0  # epochs completed
         self.best = -1.0
@@ -114,17 +124,23 @@ class Trainer:
         return out
 
     # --- the run -----------------------------------------------------------------------------
-    def fit(self, resume: bool = False) -> list[dict[str, float]]:
-        """Train to cfg.epochs (continuing from last.pt when resume) and return the history rows."""
+    def fit(self, resume: bool | str = False) -> list[dict[str, float]]:
+        """Train to cfg.epochs and return the history rows.
+
+        resume: True continues from last.pt; "auto" continues when the folder holds a run, else starts one;
+        False starts a run and refuses a folder that already holds one.
+        """
+        if resume == "auto":
+            resume = self.run.has_checkpoint("last")
         if resume:
-            self.load_checkpoint(self.run_dir / "last.pt")
-        elif (self.run_dir / "last.pt").exists():
+            self.load_checkpoint()
+        elif self.run.has_checkpoint("last"):
             raise AunetError(f"Run folder {self.run_dir} already holds a run; pass --resume to continue it "
                              f"or choose another --out-dir.")
         elif self.cfg.init_checkpoint:
             self.load_initial_weights(Path(self.cfg.init_checkpoint))
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.cfg.save(self.run_dir / "config.json")
+        self.run.write_config(self.cfg)
+        self.run.write_device(describe_device(self.device))
         schedule = snapshot_schedule(self.cfg.epochs, self.cfg.snapshot_epochs)
         if self.epoch == 0:
             self.snapshots.save(self.model, 0)  # alpha at initialisation: uniform
@@ -146,42 +162,26 @@ class Trainer:
                     self.snapshots.save(self.model, epoch)
                 improved = row["val_mean_dice"] > self.best or not self.data.val
                 self.best = max(self.best, row["val_mean_dice"]) if self.data.val else self.best
-                self.save_checkpoint(self.run_dir / "last.pt")
+                self.run.write_checkpoint("last", self.checkpoint_state())
                 if improved:
-                    self.save_checkpoint(self.run_dir / "best.pt")
-                self.write_history()
+                    self.run.write_checkpoint("best", self.checkpoint_state())
+                self.run.write_history(self.history)
                 epochs.set_postfix(loss=f"{loss:.3f}", val_dice=f"{row['val_mean_dice']:.3f}")
         return self.history
 
-    def write_history(self) -> None:
-        """Rewrite history.csv from the in-memory rows (atomic, so it always matches last.pt)."""
-        if self.history:
-            atomic_write_csv(self.run_dir / "history.csv", self.history)
-
     # --- checkpoints -------------------------------------------------------------------------
-    def save_checkpoint(self, path: Path) -> None:
-        """Everything needed to resume, in a file that loads with weights_only=True."""
-        state = {
+    def checkpoint_state(self) -> dict[str, Any]:
+        """The one checkpoint dict: everything needed to resume, loadable with weights_only=True."""
+        return {
             "model": self.model.state_dict(), "model_name": self.cfg.model, "config": self.cfg.to_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(), "epoch": self.epoch, "best": self.best,
             "history": self.history, "torch_rng": torch.get_rng_state(),
         }
-        atomic_write(path, lambda tmp: torch.save(state, tmp))
 
     def load_initial_weights(self, path: Path) -> None:
         """Fine-tuning: take the model weights of another run's checkpoint; optimiser and epochs start afresh."""
-        try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
-        except FileNotFoundError:
-            raise AunetError(f"init_checkpoint {path} does not exist; expected a .pt file written by "
-                             f"`aunet train`.") from None
-        except Exception as e:  # torch raises many types for a truncated or foreign file
-            raise AunetError(f"init_checkpoint {path} is not a readable aunet checkpoint "
-                             f"({type(e).__name__}).") from None
-        if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
-            raise AunetError(f"init_checkpoint {path} is not an aunet checkpoint; expected a dict with "
-                             f"'model' weights.")
+        state = read_checkpoint(path, self.device)
         if state.get("model_name") != self.cfg.model:
             raise AunetError(f"init_checkpoint {path} holds a {state.get('model_name')!r} model but "
                              f"model={self.cfg.model!r} is being trained; start from a checkpoint of the same model.")
@@ -192,22 +192,16 @@ class Trainer:
                              f"{self.cfg.model} (base_filters, num_classes, gates); use the settings it was "
                              f"trained with.") from None
 
-    def load_checkpoint(self, path: Path) -> None:
-        """Restore a run saved by save_checkpoint (for --resume)."""
+    def load_checkpoint(self) -> None:
+        """Restore the run from its last.pt (resume)."""
+        path = self.run.checkpoint_path("last")
         if not path.exists():
             raise AunetError(f"Cannot resume: {path} does not exist; start the run without --resume.")
-        try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as e:
-            raise AunetError(f"Cannot resume: {path} is not a readable aunet checkpoint ({type(e).__name__}).") from None
+        state = read_checkpoint(path, self.device)
         if state.get("model_name") != self.cfg.model:
             raise AunetError(f"Cannot resume: {path} holds a {state.get('model_name')!r} model but "
                              f"model={self.cfg.model!r} was requested.")
-        changed = [f"{k} {v!r} -> {getattr(self.cfg, k)!r}" for k, v in Config.from_dict(state["config"]).to_dict().items()
-                   if k not in RESUMABLE_CHANGES and v != getattr(self.cfg, k)]
-        if changed:
-            raise AunetError(f"Cannot resume {path}: it was trained with other settings ({'; '.join(changed)}); "
-                             f"use the same settings or another out_dir.")
+        check_resumable(checkpoint_config(state, path), self.cfg, path)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -216,32 +210,11 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"].cpu())
 
 
-def train(cfg: Config, resume: bool = False, progress: bool = True, data: Any = None) -> Trainer:
-    """Train a model as configured; returns the Trainer (its .history, .model and .run_dir)."""
+def train(cfg: Config, resume: bool | str = False, progress: bool = True, data: Any = None) -> Trainer:
+    """Train a model as configured; returns the Trainer (its .history, .model and .run).
+
+    resume: False (a new run), True (continue last.pt) or "auto" (continue when there is a run).
+    """
     trainer = Trainer(cfg, data=data, progress=progress)
     trainer.fit(resume=resume)
     return trainer
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """`aunet train`: train U-Net or Attention U-Net on a Decathlon/nnU-Net folder."""
-    from aunet.cli import add_config_arguments
-
-    p = subparsers.add_parser("train", help="train a model", description=register.__doc__)
-    add_config_arguments(p)
-    p.add_argument("--resume", action="store_true", help="continue the run in --out-dir from last.pt")
-    p.set_defaults(func=_main)
-
-
-def _main(args: argparse.Namespace) -> int:
-    from aunet.cli import config_from_args
-
-    cfg = config_from_args(args)
-    if args.resume and (Path(cfg.out_dir) / "config.json").exists():
-        saved = Config.load(Path(cfg.out_dir) / "config.json")
-        cfg = Config.from_dict({**saved.to_dict(), "epochs": cfg.epochs if args.cfg_epochs else saved.epochs})
-    trainer = train(cfg, resume=args.resume)
-    last = trainer.history[-1] if trainer.history else {}
-    print(f"Trained {cfg.model} for {trainer.epoch} epochs into {trainer.run_dir}; "
-          f"last validation mean Dice {last.get('val_mean_dice', float('nan')):.3f}.")
-    return 0

@@ -7,7 +7,8 @@ import torch
 
 from aunet.config import Config
 from aunet.errors import AunetError
-from aunet.experiments import (EXPERIMENTS, experiment_config, history_epochs, run_experiment, run_experiments,
+from aunet.run import RunFolder
+from aunet.experiments import (EXPERIMENTS, experiment_config, run_experiment, run_experiments,
                                run_state, write_missing_phantoms)
 from aunet.train import Trainer, train
 
@@ -63,7 +64,7 @@ def test_runner_skips_complete_resumes_incomplete_and_refuses_other_settings(dat
     # more epochs: the run is incomplete for that config, so it continues from last.pt
     assert run_state(run, experiment_config("ct150_120_30", "unet", base(epochs=2), runs, datasets)) == "partial"
     assert run_experiment("ct150_120_30", "unet", base(epochs=2), runs, datasets, progress=False) == "resumed"
-    assert history_epochs(run) == 2
+    assert RunFolder(run).epochs_done() == 2
     (run / "evaluation_test_summary.json").unlink()  # e.g. killed during evaluation
     assert run_experiment("ct150_120_30", "unet", base(epochs=2), runs, datasets, progress=False) == "evaluated"
     assert (run / "evaluation_test_summary.json").is_file()

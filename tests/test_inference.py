@@ -10,7 +10,8 @@ from aunet.cli import main
 from aunet.config import Config
 from aunet.errors import AunetError
 from aunet import inference
-from aunet.inference import gaussian_weights, load_model, sliding_window_predict, window_starts
+from aunet.inference import gaussian_weights, sliding_window_predict, window_starts
+from aunet.run import load_model
 
 
 class PerVoxel(nn.Module):

@@ -10,6 +10,7 @@ from aunet.cli import main
 from aunet.config import Config
 from aunet.errors import AunetError
 from aunet.io import atomic_write_csv
+from aunet.run import RunFolder
 from aunet.tables import build_table, build_tables, dice_columns, write_tables
 
 matplotlib.use("Agg")
@@ -37,6 +38,7 @@ def fake_run(run_dir: Path, model: str, dice=(0.6123, 0.0341), cases: int = 3, e
     history = [{"epoch": e, "train_loss": 1.0, "val_mean_dice": 0.5, "lr": 1e-3, "seconds": 1.0,
                 **({"gpu_peak_gib": 1.0} if cuda else {})} for e in range(1, epochs + 1)]
     atomic_write_csv(run_dir / "history.csv", history)
+    RunFolder(run_dir).write_device({"type": "cuda" if cuda else "cpu", "name": "test device", "processes": 1})
     atomic_write_csv(run_dir / "evaluation_test.csv", [{"case": f"c{i}", "pancreas_dice": 0.5} for i in range(cases)])
     summary = {"inference_seconds": {"mean": seconds, "std": 0.1}}
     for organ in organs:

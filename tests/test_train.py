@@ -14,8 +14,9 @@ from aunet.cli import main
 from aunet.config import Config
 from aunet.data import write_phantom_dataset
 from aunet.evaluate import evaluate_run
-from aunet.inference import load_model
-from aunet.snapshots import load_snapshots, snapshot_schedule
+from aunet.run import load_model
+from aunet.run import RunFolder
+from aunet.snapshots import snapshot_schedule
 from aunet.train import train
 
 TINY = dict(spacing=8.0, patch_size=(32, 32, 32), base_filters=2, batch_size=2, iterations_per_epoch=2,
@@ -43,7 +44,7 @@ def test_run_folder_and_evaluation(phantom, tmp_path):
     assert len(rows) == 1 + 3 and rows[0].startswith("epoch,train_loss,val_spleen_dice,val_pancreas_dice")
     state = torch.load(run / "last.pt", weights_only=True)  # loads without unpickling code
     assert state["epoch"] == 3 and state["model_name"] == "attention_unet"
-    snaps = load_snapshots(run / "attention")
+    snaps = RunFolder(run).read_snapshots()
     assert sorted(snaps) == [0, 1, 2, 3]
     assert set(snaps[0]) >= {"image", "label", "level2", "level3", "level4"}
     assert np.all(snaps[0]["level2"] == np.float16(0.5))  # uniform at initialisation

@@ -8,7 +8,7 @@
     original = to_original(prediction, geometry, order=0)      # back onto the input's grid
 """
 from aunet.data.check import check_folder
-from aunet.data.commands import write_phantom_dataset
+from aunet.data.phantom_folder import write_phantom_dataset
 from aunet.data.datasets import read_dataset
 from aunet.data.nifti import load_nifti, save_nifti
 from aunet.data.patches import PatchDataset, ValidationDataset, center_crop

@@ -3,11 +3,9 @@
 A pancreas that a threshold window could segment would make attention pointless; the phantom is
 calibrated so that it cannot (its HU overlaps duodenum, bowel wall, liver and vessels).
 
-    python -m aunet.data.separability data/phantom          # prints the numbers for label 2 (pancreas)
+    aunet data separability data/phantom          # prints the numbers for label 2 (pancreas)
 """
 from __future__ import annotations
-
-import argparse
 
 import numpy as np
 from scipy import ndimage
@@ -38,26 +36,20 @@ def neighbour_overlap(image: np.ndarray, label: np.ndarray, spacing, value: int 
     return float(np.minimum(a, b).sum() * np.diff(BINS)[0])
 
 
-def main(argv=None) -> None:
+def separability_report(folder: str, value: int = 2) -> list[str]:
+    """One line per case of a dataset folder (best HU window Dice, neighbourhood overlap), then their mean."""
     from aunet.data.datasets import read_dataset
     from aunet.data.nifti import load_nifti, read_data
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder")
-    parser.add_argument("--label", type=int, default=2)
-    args = parser.parse_args(argv)
-    dices, overlaps = [], []
-    for case in read_dataset(args.folder).cases:
+    lines, dices, overlaps = [], [], []
+    for case in read_dataset(folder).cases:
         img, lab = load_nifti(case.image), load_nifti(case.label)
         image, label = read_data(img, case.image), read_data(lab, case.label).astype(np.uint8)
-        dice, window = best_window_dice(image, label, args.label)
-        overlap = neighbour_overlap(image, label, img.header.get_zooms()[:3], args.label)
+        dice, window = best_window_dice(image, label, value)
+        overlap = neighbour_overlap(image, label, img.header.get_zooms()[:3], value)
         dices.append(dice), overlaps.append(overlap)
-        print(f"{case.case_id}: best window {window[0]:.0f}..{window[1]:.0f} HU Dice {dice:.3f}, "
-              f"histogram overlap with 15 mm neighbourhood {overlap:.2f}")
-    print(f"mean over {len(dices)} cases: best single-window Dice {np.mean(dices):.3f} "
-          f"(sd {np.std(dices):.3f}), neighbourhood histogram overlap {np.mean(overlaps):.2f}")
-
-
-if __name__ == "__main__":
-    main()
+        lines.append(f"{case.case_id}: best window {window[0]:.0f}..{window[1]:.0f} HU Dice {dice:.3f}, "
+                     f"histogram overlap with 15 mm neighbourhood {overlap:.2f}")
+    lines.append(f"mean over {len(dices)} cases: best single-window Dice {np.mean(dices):.3f} "
+                 f"(sd {np.std(dices):.3f}), neighbourhood histogram overlap {np.mean(overlaps):.2f}")
+    return lines

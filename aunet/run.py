@@ -1,0 +1,269 @@
+"""The run folder: every file one training run leaves, its name and its format, read and written only here.
+
+    config.json                       the Config the run trained with (JSON)
+    device.json                       where it trained: device type and name, processes, torch version
+    history.csv                       one row per epoch: loss, validation Dice per class, lr, seconds, ...
+    last.pt, best.pt                  checkpoints (atomic; torch.load(..., weights_only=True) reads them)
+    attention/epoch_XXX.npz           every gated level's alpha on one fixed slice (aunet.snapshots)
+    evaluation_<split>.csv            one row per held-out case: metrics per class, inference seconds
+    evaluation_<split>_summary.json   mean and std of every column over the cases
+    reused_from.txt                   a run copied from another folder names its source
+
+Every write is atomic, so a reader (or a resumed run) sees a whole file or the previous one. The
+trainer builds the checkpoint dict (`aunet.train.Trainer.checkpoint_state`); this module writes it,
+reads it back and checks that it is one, with one error message per way it can be wrong.
+
+    run = RunFolder("results/runs/quick/attention_unet")
+    run.read_history()[-1]["val_pancreas_dice"]
+    model, cfg = run.load_model("best")
+"""
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from aunet.config import Config
+from aunet.errors import AunetError
+from aunet.io import atomic_folder, atomic_write, atomic_write_csv, atomic_write_text
+
+CONFIG, DEVICE, HISTORY, SNAPSHOTS, REUSED = "config.json", "device.json", "history.csv", "attention", "reused_from.txt"
+CHECKPOINTS = ("last", "best")
+CHECKPOINT_KEYS = ("model", "model_name", "config")  # what every aunet checkpoint holds (resume needs more)
+
+
+class RunFolder:
+    """One run's folder; the only code that knows its files' names and formats."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    # --- config and device ----------------------------------------------------------------------
+    def has_config(self) -> bool:
+        return (self.path / CONFIG).is_file()
+
+    def write_config(self, cfg: Config) -> None:
+        """config.json: the run's Config."""
+        atomic_write_text(self.path / CONFIG, json.dumps(cfg.to_dict(), indent=2) + "\n")
+
+    def read_config(self) -> Config:
+        """The Config in config.json (AunetError when the folder holds none)."""
+        if not self.has_config():
+            raise AunetError(f"{self.path} is not an aunet run folder (no {CONFIG}); pass the --out-dir of a "
+                             f"training run.")
+        return Config.load(self.path / CONFIG)
+
+    def write_device(self, info: dict[str, Any]) -> None:
+        """device.json: where the run trained (aunet.device.describe_device())."""
+        atomic_write_text(self.path / DEVICE, json.dumps(info, indent=2) + "\n")
+
+    def read_device(self) -> dict[str, Any] | None:
+        """What device.json says, or None for a run that did not record it."""
+        path = self.path / DEVICE
+        return _read_json(path, "the device record written by `aunet train`") if path.is_file() else None
+
+    # --- history ---------------------------------------------------------------------------------
+    def write_history(self, rows: Sequence[dict[str, Any]]) -> None:
+        """history.csv from all rows so far (rewritten whole, so it always matches last.pt)."""
+        if rows:
+            atomic_write_csv(self.path / HISTORY, rows)
+
+    def read_history(self) -> list[dict[str, float]]:
+        """The rows of history.csv as numbers ([] when absent)."""
+        return [{k: float(v) for k, v in row.items()} for row in _read_csv(self.path / HISTORY)]
+
+    def epochs_done(self) -> int:
+        """Epochs recorded in history.csv (0 when absent)."""
+        return len(_read_csv(self.path / HISTORY))
+
+    # --- checkpoints -----------------------------------------------------------------------------
+    def checkpoint_path(self, name: str) -> Path:
+        """RUN/last.pt or RUN/best.pt."""
+        if name not in CHECKPOINTS:
+            raise AunetError(f"Unknown checkpoint {name!r}; expected one of: {', '.join(CHECKPOINTS)}.")
+        return self.path / f"{name}.pt"
+
+    def has_checkpoint(self, name: str = "last") -> bool:
+        return self.checkpoint_path(name).is_file()
+
+    def write_checkpoint(self, name: str, state: dict[str, Any]) -> None:
+        """Write a checkpoint dict atomically (a kill mid-write leaves the previous file)."""
+        atomic_write(self.checkpoint_path(name), lambda tmp: torch.save(state, tmp))
+
+    def read_checkpoint(self, name: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+        """A checked checkpoint dict of this run."""
+        return read_checkpoint(self.checkpoint_path(name), map_location)
+
+    def load_model(self, name: str = "best") -> tuple[torch.nn.Module, Config]:
+        """The trained model (CPU, eval mode) and its Config from this run's checkpoint."""
+        return load_model(self.checkpoint_path(name))
+
+    # --- attention snapshots ---------------------------------------------------------------------
+    def write_snapshot(self, epoch: int, arrays: dict[str, np.ndarray]) -> Path:
+        """attention/epoch_XXX.npz (compressed)."""
+        path = self.path / SNAPSHOTS / f"epoch_{epoch:03d}.npz"
+        atomic_write(path, lambda tmp: _savez(tmp, arrays))
+        return path
+
+    def read_snapshots(self) -> dict[int, dict[str, np.ndarray]]:
+        """Every snapshot of the run, keyed by epoch."""
+        return read_snapshots(self.path / SNAPSHOTS)
+
+    # --- evaluation ------------------------------------------------------------------------------
+    def evaluation_paths(self, split: str = "test") -> tuple[Path, Path]:
+        """(per-case CSV, summary JSON) of an evaluation on `split`."""
+        return self.path / f"evaluation_{split}.csv", self.path / f"evaluation_{split}_summary.json"
+
+    def write_evaluation(self, split: str, rows: Sequence[dict[str, Any]],
+                         summary: dict[str, tuple[float, float]]) -> None:
+        """The per-case rows and their mean +- std summary."""
+        cases, summary_path = self.evaluation_paths(split)
+        atomic_write_csv(cases, rows)
+        atomic_write_text(summary_path, json.dumps({k: {"mean": m, "std": s} for k, (m, s) in summary.items()},
+                                                   indent=2) + "\n")
+
+    def has_evaluation(self, split: str = "test") -> bool:
+        """Both evaluation files exist and are newer than best.pt (an older one scored an earlier model)."""
+        files = self.evaluation_paths(split)
+        if not all(p.is_file() for p in files):
+            return False
+        best = self.checkpoint_path("best")
+        return not best.is_file() or all(p.stat().st_mtime >= best.stat().st_mtime for p in files)
+
+    def read_evaluation_cases(self, split: str = "test") -> list[dict[str, Any]]:
+        """The per-case rows: 'case' a string, every other column a number."""
+        rows = _read_csv(self.evaluation_paths(split)[0])
+        return [{k: v if k == "case" else float(v) for k, v in row.items()} for row in rows]
+
+    def read_evaluation_summary(self, split: str = "test") -> dict[str, dict[str, float]]:
+        """{column: {"mean": m, "std": s}} as written by write_evaluation."""
+        path = self.evaluation_paths(split)[1]
+        summary = _read_json(path, "the JSON written by `aunet evaluate`")
+        if not isinstance(summary, dict) or not all(isinstance(v, dict) and {"mean", "std"} <= set(v)
+                                                    for v in summary.values()):
+            raise AunetError(f"{path}: lacks mean/std entries; expected the summary written by `aunet evaluate`.")
+        return summary
+
+    # --- the state of the whole folder -----------------------------------------------------------
+    def is_complete(self, epochs: int, split: str = "test") -> bool:
+        """Trained to `epochs` (both checkpoints, a history row per epoch) and evaluated on `split`."""
+        return (self.epochs_done() == epochs and all(self.has_checkpoint(n) for n in CHECKPOINTS)
+                and self.has_evaluation(split))
+
+    def copy_to(self, dest: str | Path, cfg: Config) -> RunFolder:
+        """Copy this run into dest (atomically), its config.json saying dest's Config; returns the copy."""
+        dest = RunFolder(dest)
+        with atomic_folder(dest.path) as tmp:
+            for item in self.path.iterdir():
+                if item.is_dir():
+                    shutil.copytree(item, tmp / item.name)
+                else:
+                    shutil.copy2(item, tmp / item.name)  # keeps mtimes: the evaluation stays newer than best.pt
+            RunFolder(tmp).write_config(cfg)
+            (tmp / REUSED).write_text(f"{self.path.resolve()}\n")
+        return dest
+
+
+# --- checkpoints outside a run folder (aunet predict takes any .pt path) --------------------------
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A checkpoint written by `aunet train`, checked to be one (AunetError naming the file otherwise)."""
+    path = Path(path)
+    if not path.is_file():
+        raise AunetError(f"Checkpoint {path} does not exist; expected a .pt file written by `aunet train`.")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises many types for a truncated or foreign file
+        raise AunetError(f"Checkpoint {path} cannot be read ({type(e).__name__}); expected a .pt file written "
+                         f"by `aunet train`.") from None
+    if not isinstance(state, dict) or not all(k in state for k in CHECKPOINT_KEYS) or \
+            not isinstance(state["model"], dict) or not isinstance(state["config"], dict):
+        raise AunetError(f"Checkpoint {path} is not an aunet checkpoint; expected a dict with 'model' and 'config'.")
+    return state
+
+
+def checkpoint_config(state: dict[str, Any], path: str | Path) -> Config:
+    """The Config stored in a checkpoint dict."""
+    try:
+        return Config.from_dict(state["config"])
+    except AunetError as e:
+        raise AunetError(f"Checkpoint {path} has an invalid config: {e}") from None
+
+
+def _describe_state(state: dict[str, Any]) -> tuple[str, int | None]:
+    """(model name, number of classes) as read from a state dict's keys and final layer."""
+    name = "attention_unet" if any(k.startswith("gates.") for k in state) else "unet"
+    final = state.get("final.weight")
+    return name, (int(final.shape[0]) if final is not None else None)
+
+
+def load_weights(model: torch.nn.Module, state: dict[str, Any], path: str | Path, cfg: Config) -> None:
+    """Load a checkpoint's model weights into `model`, refusing a checkpoint of another model or shape."""
+    found, found_classes = _describe_state(state["model"])
+    if found != cfg.model:
+        raise AunetError(f"Checkpoint {path} holds weights of a {found!r} model but its config asks for "
+                         f"{cfg.model!r}; the file is inconsistent.")
+    if found_classes is not None and found_classes != cfg.num_classes:
+        raise AunetError(f"Checkpoint {path} holds weights for {found_classes} classes but its config says "
+                         f"num_classes={cfg.num_classes}; the file is inconsistent.")
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        lines = str(e).splitlines()
+        first = lines[1].strip() if len(lines) > 1 else str(e)
+        raise AunetError(f"Checkpoint {path} does not fit the {cfg.model!r} model its config describes "
+                         f"({first}).") from None
+
+
+def load_model(path: str | Path, model: str | None = None,
+               num_classes: int | None = None) -> tuple[torch.nn.Module, Config]:
+    """The trained model (on the CPU, eval mode) and its Config from a checkpoint of `aunet train`."""
+    state = read_checkpoint(path)
+    cfg = checkpoint_config(state, path)
+    saved = state.get("model_name", cfg.model)
+    if model is not None and model != saved:
+        raise AunetError(f"Checkpoint {path} holds a {saved!r} model but model={model!r} was requested.")
+    if num_classes is not None and num_classes != cfg.num_classes:
+        raise AunetError(f"Checkpoint {path} predicts {cfg.num_classes} classes but num_classes={num_classes} "
+                         f"was requested.")
+    net = cfg.build_model()
+    load_weights(net, state, path, cfg)
+    return net.eval(), cfg
+
+
+def read_snapshots(folder: str | Path) -> dict[int, dict[str, np.ndarray]]:
+    """All attention snapshots in a folder (a run's attention/), keyed by epoch."""
+    out = {}
+    for path in sorted(Path(folder).glob("epoch_*.npz")):
+        epoch = int(re.findall(r"\d+", path.stem)[0])
+        with np.load(path) as f:
+            out[epoch] = {k: f[k] for k in f.files}
+    return out
+
+
+def _savez(path: str, arrays: dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as f:  # a file object: np.savez would append .npz to a path
+        np.savez_compressed(f, **arrays)
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _read_json(path: Path, expected: str) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise AunetError(f"{path}: cannot be read ({e}); expected {expected}.") from None
+
