@@ -8,7 +8,7 @@
     aunet train --out-dir RUN --resume [--epochs N]      aunet.train.resume_config, then train
     aunet evaluate RUN_DIR                               aunet.evaluate.evaluate_run
     aunet predict CHECKPOINT IN.nii.gz OUT.nii.gz        aunet.inference.predict_file
-    aunet tables --runs results/runs --out results/tables  aunet.tables.write_tables
+    aunet tables --runs results/runs --out results/tables  aunet.tables.write_tables, aunet.claims.write_claims
 
 Every Config field is an option (`--patch-size 160,160,96`); Config checks the values. User errors
 (AunetError) print one line and exit with status 2, no traceback.
@@ -158,11 +158,13 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _tables(args: argparse.Namespace) -> int:
-    from aunet.tables import TABLES, write_tables
+    from aunet.claims import write_claims
+    from aunet.tables import write_tables
 
-    for table in write_tables(args.runs, args.out):
+    tables = [*write_tables(args.runs, args.out), write_claims(args.runs, args.out)]
+    for table in tables:
         print(table.to_markdown())
-    print(f"wrote {', '.join(f'{n}.md/.csv' for n in TABLES)} to {args.out}")
+    print(f"wrote {', '.join(f'{t.name}.md/.csv' for t in tables)} and timings.md/.csv to {args.out}")
     return 0
 
 

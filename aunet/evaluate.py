@@ -33,7 +33,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
     model, cfg = run.load_model(checkpoint)
     if data_dir:
         cfg = Config.from_dict({**cfg.to_dict(), "data_dir": data_dir})
-    data = data if data is not None else prepare_dataset(cfg)
+    data = data if data is not None else prepare_dataset(cfg, progress=progress)
     cases = getattr(data, split, None)
     if cases is None or not len(cases):
         raise AunetError(f"The dataset in {cfg.data_dir} has no {split!r} cases; expected one of train, val, test.")

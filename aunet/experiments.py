@@ -35,7 +35,7 @@ one is evaluated; a folder holding a run of other settings is refused.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -55,7 +55,8 @@ class Experiment:
     setting: str  # the paper's column title after the model name, e.g. "(120/30)" or "fine-tune"
     test_fraction: float  # the paper's test scans / all scans
     val_fraction: float  # held out of the training scans to choose best.pt
-    init_from: str = ""  # experiment whose model of the same kind initialises this one (fine-tuning)
+    init_from: str = ""  # experiment whose model of the same kind (and seed) initialises this one (fine-tuning)
+    overrides: Mapping[str, Any] = field(default_factory=dict)  # Config fields this experiment sets (studies)
 
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
@@ -83,22 +84,34 @@ DEFAULT_DATASETS: dict[str, dict[str, Any]] = {"ct150": {"data_dir": "data/phant
                                                "tcia": {"data_dir": "data/phantom_scanner_b"}}
 
 
+def run_dir_of(runs_dir: str | Path, name: str, model: str, seed: int) -> Path:
+    """Where one run lives: <runs_dir>/<experiment>/<model>/seed_<seed>."""
+    return Path(runs_dir) / name / model / f"seed_{seed}"
+
+
 def experiment_config(name: str, model: str, base: Config, runs_dir: str | Path,
-                      datasets: Mapping[str, Mapping[str, Any]] | None = None) -> Config:
-    """The Config of one run: `base` with the experiment's dataset overrides, split, out_dir and init checkpoint."""
-    if name not in EXPERIMENTS:
-        raise AunetError(f"Unknown experiment {name!r}; expected one of: {', '.join(EXPERIMENTS)}.")
+                      datasets: Mapping[str, Mapping[str, Any]] | None = None, seed: int | None = None,
+                      experiments: Mapping[str, Experiment] | None = None) -> Config:
+    """The Config of one run: `base` with the experiment's dataset, split, overrides, seed, out_dir and init checkpoint.
+
+    seed: the run's Config.seed (None: base.seed); it seeds the split, the initial weights and the batches.
+    """
+    experiments = EXPERIMENTS if experiments is None else experiments
+    if name not in experiments:
+        raise AunetError(f"Unknown experiment {name!r}; expected one of: {', '.join(experiments)}.")
     if model not in MODELS:
         raise AunetError(f"Unknown model {model!r}; expected one of: {', '.join(MODELS)}.")
-    exp, datasets = EXPERIMENTS[name], datasets or DEFAULT_DATASETS
+    exp, datasets = experiments[name], datasets or DEFAULT_DATASETS
     if exp.dataset not in datasets:
         raise AunetError(f"No settings for dataset {exp.dataset!r} (needed by {name}); give datasets[{exp.dataset!r}] "
                          f"= {{'data_dir': ...}}.")
-    runs_dir = Path(runs_dir)
-    init = str(RunFolder(runs_dir / exp.init_from / model).checkpoint_path("best")) if exp.init_from else ""
-    return Config.from_dict({**datasets[exp.dataset], "model": model, "test_fraction": exp.test_fraction,
-                             "val_fraction": exp.val_fraction, "out_dir": str(runs_dir / name / model),
-                             "init_checkpoint": init}, base=base)
+    seed = base.seed if seed is None else seed
+    init = str(RunFolder(run_dir_of(runs_dir, exp.init_from, model, seed)).checkpoint_path("best")) \
+        if exp.init_from else ""
+    return Config.from_dict({**datasets[exp.dataset], **exp.overrides, "model": model, "seed": seed,
+                             "test_fraction": exp.test_fraction, "val_fraction": exp.val_fraction,
+                             "out_dir": str(run_dir_of(runs_dir, name, model, seed)), "init_checkpoint": init},
+                            base=base)
 
 
 def differences(saved: Config, cfg: Config) -> dict[str, tuple[Any, Any]]:
@@ -122,17 +135,18 @@ def run_state(run_dir: str | Path, cfg: Config) -> str:
 
 
 def run_experiment(name: str, model: str, base: Config, runs_dir: str | Path,
-                   datasets: Mapping[str, Mapping[str, Any]] | None = None, reuse_from: str | Path | None = None,
-                   progress: bool = True) -> str:
+                   datasets: Mapping[str, Mapping[str, Any]] | None = None, seed: int | None = None,
+                   experiments: Mapping[str, Experiment] | None = None, progress: bool = True) -> str:
     """Train then evaluate one run unless its records are complete; returns what was done.
 
-    'skipped' (complete already), 'reused' (copied from reuse_from/<model>, whose config is the same but for
-    out_dir), 'trained', 'resumed' or 'evaluated' (training was complete, the evaluation was not).
+    'skipped' (complete already), 'trained', 'resumed' or 'evaluated' (training was complete, the evaluation
+    was not).
     """
     from aunet.evaluate import evaluate_run
     from aunet.train import train
 
-    cfg = experiment_config(name, model, base, runs_dir, datasets)
+    experiments = EXPERIMENTS if experiments is None else experiments
+    cfg = experiment_config(name, model, base, runs_dir, datasets, seed, experiments)
     run = RunFolder(cfg.out_dir)
     state = run_state(run.path, cfg)
     if state == "complete":
@@ -142,39 +156,44 @@ def run_experiment(name: str, model: str, base: Config, runs_dir: str | Path,
         changed = "; ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in diff.items())
         raise AunetError(f"{run.path} holds a run with other settings ({changed}); delete it or choose another "
                          f"runs folder.")
-    if state == "empty" and reuse_from is not None:
-        source = RunFolder(Path(reuse_from) / model)
-        if run_state(source.path, cfg) == "complete":
-            source.copy_to(run.path, cfg)
-            return "reused"
     if cfg.init_checkpoint and not Path(cfg.init_checkpoint).is_file() and not run.has_checkpoint("last"):
         raise AunetError(f"{name} starts from {cfg.init_checkpoint}, which does not exist; run "
-                         f"{EXPERIMENTS[name].init_from} for {model} first.")
+                         f"{experiments[name].init_from} for {model} first.")
     done = run.epochs_done() if run.has_checkpoint("last") else 0
     trainer = train(cfg, resume="auto", progress=progress)
     evaluate_run(run.path, data=trainer.data, progress=progress)
     return "trained" if done == 0 else "resumed" if done < cfg.epochs else "evaluated"
 
 
-def run_experiments(base: Config, runs_dir: str | Path, names: Sequence[str] = tuple(EXPERIMENTS),
+def run_experiments(base: Config, runs_dir: str | Path, names: Sequence[str] | None = None,
                     models: Sequence[str] = MODELS, datasets: Mapping[str, Mapping[str, Any]] | None = None,
-                    reuse_from: str | Path | None = None, progress: bool = True) -> dict[tuple[str, str], str]:
-    """Run every (experiment, model), fine-tunes after the runs they start from; one line printed per run.
+                    seeds: Sequence[int] | Mapping[str, Sequence[int]] | None = None,
+                    experiments: Mapping[str, Experiment] | None = None, workers: int = 1,
+                    progress: bool = True) -> dict[tuple[str, str, int], str]:
+    """Run every (experiment, model, seed), each fine-tune after the run it starts from; a line per run.
 
-    reuse_from: a folder of run folders named by model (notebook 04's results/runs/quick); a run there whose
-    config equals one of ours (out_dir aside) and whose records are complete is copied instead of retrained.
+    seeds: one list for every experiment, or a list per experiment name (None: base.seed only).
+    workers: processes of one thread each that train runs side by side (aunet.pool); 1 trains here.
     """
-    unknown = [n for n in names if n not in EXPERIMENTS]
+    from aunet.pool import Task, run_tasks
+
+    experiments = EXPERIMENTS if experiments is None else experiments
+    names = list(experiments) if names is None else list(names)
+    unknown = [n for n in names if n not in experiments]
     if unknown:
-        raise AunetError(f"Unknown experiment(s) {', '.join(unknown)}; expected some of: {', '.join(EXPERIMENTS)}.")
-    order = sorted(names, key=lambda n: bool(EXPERIMENTS[n].init_from))  # stable: fine-tunes last
-    done = {}
-    for name in order:
+        raise AunetError(f"Unknown experiment(s) {', '.join(unknown)}; expected some of: {', '.join(experiments)}.")
+    seeds_of = {n: list(seeds.get(n, [base.seed]) if isinstance(seeds, Mapping) else seeds or [base.seed])
+                for n in names}
+    tasks = []
+    for name in names:
+        source = experiments[name].init_from
         for model in models:
-            done[name, model] = run_experiment(name, model, base, runs_dir, datasets, reuse_from, progress)
-            if progress:
-                print(f"{name}/{model}: {done[name, model]}")
-    return done
+            for seed in seeds_of[name]:
+                after = [(source, model, seed)] if source in names else []
+                tasks.append(Task((name, model, seed), run_experiment,
+                                  dict(name=name, model=model, base=base, runs_dir=str(runs_dir), datasets=datasets,
+                                       seed=seed, experiments=experiments), after))
+    return run_tasks(tasks, workers, progress)
 
 
 def write_missing_phantoms(datasets: Mapping[str, Mapping[str, Any]], seed: int = 0,

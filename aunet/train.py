@@ -59,7 +59,7 @@ class Trainer:
         self.run_dir = Path(cfg.out_dir)
         self.run = RunFolder(self.run_dir)
         self.device = pick_device(cfg.device)
-        self.data = data if data is not None else prepare_dataset(cfg)
+        self.data = data if data is not None else prepare_dataset(cfg, progress=progress)
         if not self.data.train:
             raise AunetError(f"The dataset in {cfg.data_dir} has no training cases after the split; add cases.")
         seed_everything(cfg.seed)

@@ -1,4 +1,4 @@
-"""The paper's experiments: specs as Configs, a runner that skips, resumes and reuses, and fine-tuning."""
+"""The paper's experiments: specs as Configs, a runner that skips and resumes, seeds, a process pool, fine-tuning."""
 import json
 from pathlib import Path
 
@@ -34,10 +34,11 @@ def test_specs_are_configs(tmp_path):
     datasets = {"ct150": {"data_dir": "A", "label_map": {"1": 2}}, "tcia": {"data_dir": "B"}}
     cfg = experiment_config("ct150_30_120", "unet", base(), tmp_path, datasets)
     assert (cfg.model, cfg.data_dir, cfg.label_map, cfg.test_fraction) == ("unet", "A", {"1": 2}, 0.8)
-    assert cfg.out_dir == str(tmp_path / "ct150_30_120" / "unet") and cfg.init_checkpoint == ""
+    assert cfg.out_dir == str(tmp_path / "ct150_30_120" / "unet" / "seed_0") and cfg.init_checkpoint == ""
+    assert experiment_config("ct150_30_120", "unet", base(), tmp_path, datasets, seed=3).seed == 3
     fine = experiment_config("tcia_finetune", "attention_unet", base(init_checkpoint="x.pt"), tmp_path, datasets)
     assert fine.data_dir == "B" and fine.test_fraction == pytest.approx(21 / 82)
-    assert fine.init_checkpoint == str(tmp_path / "ct150_120_30" / "attention_unet" / "best.pt")
+    assert fine.init_checkpoint == str(tmp_path / "ct150_120_30" / "attention_unet" / "seed_0" / "best.pt")
     scratch = experiment_config("tcia_61_21", "attention_unet", base(init_checkpoint="x.pt"), tmp_path, datasets)
     assert scratch.init_checkpoint == ""  # trained from scratch whatever the base says
     assert {e.table for e in EXPERIMENTS.values()} == {"ct150", "tcia"} and len(EXPERIMENTS) == 4
@@ -54,7 +55,7 @@ def test_phantom_stand_ins_are_two_domains_with_other_bodies(datasets):
 
 def test_runner_skips_complete_resumes_incomplete_and_refuses_other_settings(datasets, tmp_path):
     runs = tmp_path / "runs"
-    run = runs / "ct150_120_30" / "unet"
+    run = runs / "ct150_120_30" / "unet" / "seed_0"
     assert run_experiment("ct150_120_30", "unet", base(), runs, datasets, progress=False) == "trained"
     assert {"config.json", "history.csv", "best.pt", "evaluation_test.csv", "evaluation_test_summary.json"} <= \
         {p.name for p in run.iterdir()}
@@ -72,22 +73,25 @@ def test_runner_skips_complete_resumes_incomplete_and_refuses_other_settings(dat
         run_experiment("ct150_120_30", "unet", base(epochs=2, lr=5e-4), runs, datasets, progress=False)
 
 
-def test_reuse_only_a_run_with_the_same_config(datasets, tmp_path):
-    source = tmp_path / "quick"  # notebook 04's layout: <folder>/<model>
-    train(Config.from_dict({"out_dir": str(source / "unet"), "model": "unet", "test_fraction": 0.2,
-                            "val_fraction": 0.1, **datasets["ct150"]}, base=base()), progress=False)
-    from aunet.evaluate import evaluate_run
-
-    evaluate_run(source / "unet", progress=False)
-    runs = tmp_path / "runs"
-    assert run_experiment("ct150_120_30", "unet", base(), runs, datasets, reuse_from=source,
-                          progress=False) == "reused"
-    copied = runs / "ct150_120_30" / "unet"
-    assert Config.load(copied / "config.json").out_dir == str(copied) and (copied / "reused_from.txt").is_file()
-    assert run_state(copied, experiment_config("ct150_120_30", "unet", base(), runs, datasets)) == "complete"
-    other = tmp_path / "other_runs"  # another seed: the source no longer matches, so it trains
-    assert run_experiment("ct150_120_30", "unet", base(seed=1), other, datasets, reuse_from=source,
-                          progress=False) == "trained"
+def test_pool_of_one_thread_processes_gives_the_runs_of_one_process(datasets, tmp_path):
+    kwargs = dict(names=["ct150_120_30"], models=["unet", "attention_unet"], datasets=datasets, seeds=[0, 1],
+                  progress=False)
+    done = run_experiments(base(), tmp_path / "pool", workers=2, **kwargs)
+    assert sorted(done) == [(n, m, s) for n in ["ct150_120_30"] for m in ["attention_unet", "unet"] for s in (0, 1)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # what each pool process uses
+    try:
+        run_experiments(base(), tmp_path / "here", workers=1, **kwargs)
+    finally:
+        torch.set_num_threads(threads)
+    for key in done:
+        a, b = (RunFolder(tmp_path / where / key[0] / key[1] / f"seed_{key[2]}") for where in ("pool", "here"))
+        untimed = [repr([{k: v for k, v in row.items() if k != "inference_seconds"}  # repr: nan equals nan
+                         for row in run.read_evaluation_cases()]) for run in (a, b)]
+        assert untimed[0] == untimed[1]
+    seeds = {s: RunFolder(tmp_path / "pool" / "ct150_120_30" / "unet" / f"seed_{s}").read_evaluation_cases()
+             for s in (0, 1)}
+    assert seeds[0] != seeds[1]  # another seed: another split and other weights
 
 
 def test_fine_tuning_starts_from_the_source_weights(datasets, tmp_path):
@@ -96,11 +100,12 @@ def test_fine_tuning_starts_from_the_source_weights(datasets, tmp_path):
         run_experiment("tcia_finetune", "unet", base(), runs, datasets, progress=False)
     done = run_experiments(base(), runs, names=["tcia_finetune", "ct150_120_30"], models=["unet"],
                            datasets=datasets, progress=False)
-    assert list(done) == [("ct150_120_30", "unet"), ("tcia_finetune", "unet")]  # the source first
-    source = torch.load(runs / "ct150_120_30" / "unet" / "best.pt", weights_only=True)["model"]
+    assert list(done) == [("ct150_120_30", "unet", 0), ("tcia_finetune", "unet", 0)]  # the source first
+    best = runs / "ct150_120_30" / "unet" / "seed_0" / "best.pt"
+    source = torch.load(best, weights_only=True)["model"]
     # lr 0: the weights the fine-tune starts from are the weights it ends with
     cfg = experiment_config("tcia_finetune", "unet", base(lr=0.0), tmp_path / "ft0", datasets)
-    cfg = Config.from_dict({"init_checkpoint": str(runs / "ct150_120_30" / "unet" / "best.pt")}, base=cfg)
+    cfg = Config.from_dict({"init_checkpoint": str(best)}, base=cfg)
     trainer = train(cfg, progress=False)
     assert trainer.epoch == 1 and len(trainer.history) == 1  # epochs and schedule start afresh
     tuned = dict(trainer.model.named_parameters())

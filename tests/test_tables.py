@@ -31,20 +31,31 @@ REFERENCE_TABLE2 = {
 
 
 def fake_run(run_dir: Path, model: str, dice=(0.6123, 0.0341), cases: int = 3, epochs: int = 2,
-             seconds: float = 1.2344, cuda: bool = False, organs=("spleen", "pancreas", "kidney")) -> Config:
-    """Write the records a trained and evaluated run leaves, with chosen numbers."""
-    cfg = Config.from_profile("quick", model=model, base_filters=2, out_dir=str(run_dir))
+             seconds: float = 1.2344, cuda: bool = False, organs=("spleen", "pancreas", "kidney"), seed: int = 0,
+             recall=None) -> Config:
+    """Write the records a trained and evaluated run leaves in run_dir/seed_<seed>, with chosen numbers.
+
+    The per-case pancreas Dice is dice[0] +- dice[1] (half the cases each side), so mean and std are `dice`.
+    """
+    run_dir = run_dir / f"seed_{seed}"
+    cfg = Config.from_profile("quick", model=model, base_filters=2, out_dir=str(run_dir), seed=seed)
     cfg.save(run_dir / "config.json")
     history = [{"epoch": e, "train_loss": 1.0, "val_mean_dice": 0.5, "lr": 1e-3, "seconds": 1.0,
                 **({"gpu_peak_gib": 1.0} if cuda else {})} for e in range(1, epochs + 1)]
     atomic_write_csv(run_dir / "history.csv", history)
     RunFolder(run_dir).write_device({"type": "cuda" if cuda else "cpu", "name": "test device", "processes": 1})
-    atomic_write_csv(run_dir / "evaluation_test.csv", [{"case": f"c{i}", "pancreas_dice": 0.5} for i in range(cases)])
+    rows = []
+    for i in range(cases):
+        sign = 1 if i % 2 == 0 else -1
+        row = {"case": f"c{i}"}
+        for organ in organs:
+            row |= {f"{organ}_dice": dice[0] + sign * dice[1], f"{organ}_precision": 0.7,
+                    f"{organ}_recall": recall[i] if recall else 0.55, f"{organ}_s2s_mm": 4.5}
+        rows.append(row | {"inference_seconds": seconds})
+    atomic_write_csv(run_dir / "evaluation_test.csv", rows)
     summary = {"inference_seconds": {"mean": seconds, "std": 0.1}}
     for organ in organs:
-        summary |= {f"{organ}_dice": {"mean": dice[0], "std": dice[1]},
-                    f"{organ}_precision": {"mean": 0.7, "std": 0.01},
-                    f"{organ}_recall": {"mean": 0.55549, "std": 0.2}, f"{organ}_s2s_mm": {"mean": 4.5, "std": 1.25}}
+        summary |= {f"{organ}_dice": {"mean": dice[0], "std": dice[1]}}
     (run_dir / "evaluation_test_summary.json").write_text(json.dumps(summary))
     return cfg
 
@@ -55,18 +66,63 @@ def column(table, title: str) -> list[str]:
 
 
 def test_measured_cells_paper_cells_and_missing_runs(tmp_path):
-    cfg = fake_run(tmp_path / "ct150_120_30" / "attention_unet", "attention_unet", cases=3, epochs=2)
+    cfg = fake_run(tmp_path / "ct150_120_30" / "attention_unet", "attention_unet", cases=4, epochs=2)
     table = build_table("table1_ct150", tmp_path)
     params = sum(p.numel() for p in cfg.build_model().parameters())
     assert column(table, "Att U-Net (120/30) measured") == [
-        "0.612±0.034", "0.700±0.010", "0.555±0.200", "4.500±1.250", f"{params / 1e6:.2f} M", "1.234 s", "3", "2"]
+        "0.612±0.034", "0.700±0.000", "0.550±0.000", "4.500±0.000", f"{params / 1e6:.2f} M", "timings.md",
+        "4 (4 cases)", "0", "2", "n/a", "n/a", "n/a", "n/a"]  # no U-Net run: no pairs
     for title, cells in REFERENCE_TABLE1.items():
         assert column(table, f"{title} paper")[:6] == cells
+    assert column(table, "Att U-Net (120/30) paper")[9] == "+0.026"  # 0.840 - 0.814, the paper's difference
     for title in ("U-Net (120/30)", "U-Net (30/120)", "Att U-Net (30/120)"):
-        assert set(column(table, f"{title} measured")) == {"not run"}
+        assert set(column(table, f"{title} measured")[:9]) == {"not run"}
     assert [row[0] for row in table.rows][:6] == ["Dice", "Precision", "Recall", "S2S dist (mm)", "Params",
                                                   "Inference time"]
     assert any("cpu" in note and "attention_unet" in note for note in table.notes)
+
+
+def test_seeds_pool_and_paired_rows_match_scipy(tmp_path):
+    from scipy.stats import wilcoxon
+
+    recall_u = {0: [0.5, 0.6, 0.7, 0.4], 1: [0.55, 0.65, 0.6, 0.5]}
+    recall_a = {0: [0.6, 0.62, 0.8, 0.41], 1: [0.7, 0.66, 0.61, 0.52]}
+    for seed in (0, 1):
+        fake_run(tmp_path / "ct150_120_30" / "unet", "unet", dice=(0.5, 0.1), cases=4, seed=seed,
+                 recall=recall_u[seed])
+        fake_run(tmp_path / "ct150_120_30" / "attention_unet", "attention_unet", dice=(0.6, 0.1), cases=4,
+                 seed=seed, recall=recall_a[seed])
+    table = build_table("table1_ct150", tmp_path)
+    att = column(table, "Att U-Net (120/30) measured")
+    assert att[6:8] == ["8 (4 cases)", "0, 1"]
+    assert att[9].startswith("+0.100 [+0.100, +0.100]") and att[9].endswith("(n 8)")  # every pair gains 0.1
+    d = [a - u for s in (0, 1) for a, u in zip(recall_a[s], recall_u[s])]
+    assert att[11].startswith(f"{sum(d) / len(d):+.3f} [")
+    p = wilcoxon(d).pvalue
+    assert att[12] == (f"{p:.3f}" if p < 0.01 else f"{p:.2f}")
+    assert column(table, "U-Net (120/30) measured")[9:] == ["", "", "", ""]
+
+
+def test_claims_table_verdicts(tmp_path):
+    from aunet.claims import build_claims, claims_summary
+
+    for name in ("ct150_120_30", "ct150_30_120"):
+        for seed in (0, 1, 2):
+            fake_run(tmp_path / name / "unet", "unet", dice=(0.5, 0.1), cases=4, seed=seed,
+                     recall=[0.5, 0.6, 0.7, 0.4])
+            fake_run(tmp_path / name / "attention_unet", "attention_unet", dice=(0.4, 0.1), cases=4, seed=seed,
+                     recall=[0.52, 0.58, 0.71, 0.39])
+    claims = build_claims(tmp_path)
+    by_claim = {row[0]: row for row in claims.rows}
+    dice = by_claim["Attention gates raise pancreas Dice"]
+    assert dice[2] == "-0.100" and dice[5] == "24" and dice[7] == "not supported"  # every pair loses 0.1
+    assert by_claim["Attention gates raise pancreas recall"][7] == "inconclusive at this budget"
+    assert by_claim["Attention helps more with less training data"][2] == "+0.000"
+    assert by_claim["Fine-tuning beats training from scratch on TCIA"][7] == "not run"
+    cost = by_claim["The gates cost little computation"]
+    assert cost[7] in ("supported", "not supported") and float(cost[2].split(";")[0]) > 1
+    sentences = claims_summary(claims)
+    assert len(sentences) == 5 and sentences[0].startswith("Attention gates raise pancreas Dice: not supported")
 
 
 def test_table2_paper_columns_and_cuda_runs(tmp_path):
@@ -76,14 +132,14 @@ def test_table2_paper_columns_and_cuda_runs(tmp_path):
         assert column(table, f"{title} paper")[:4] == cells
         assert column(table, f"{title} paper")[4:6] == ["—", "—"]  # the paper's TCIA table has no params or times
     assert column(table, "U-Net fine-tune measured")[0] == "0.800±0.050"
-    assert set(column(table, "U-Net (61/21) measured")) == {"not run"}
+    assert set(column(table, "U-Net (61/21) measured")[:9]) == {"not run"}
     assert any("cuda" in note for note in table.notes)
 
 
 def test_two_class_model_and_bad_records(tmp_path):
-    fake_run(tmp_path / "tcia_61_21" / "unet", "unet", dice=(0.7, 0.1), organs=("class1",))
+    fake_run(tmp_path / "tcia_61_21" / "unet", "unet", dice=(0.7, 0.1), cases=4, organs=("class1",))
     assert column(build_table("table2_tcia", tmp_path), "U-Net (61/21) measured")[0] == "0.700±0.100"
-    (tmp_path / "tcia_61_21" / "unet" / "evaluation_test_summary.json").write_text("{not json")
+    (tmp_path / "tcia_61_21" / "unet" / "seed_0" / "evaluation_test_summary.json").write_text("{not json")
     with pytest.raises(AunetError, match="evaluation_test_summary.json"):
         build_table("table2_tcia", tmp_path)
     with pytest.raises(AunetError, match="folder not found"):
@@ -92,10 +148,10 @@ def test_two_class_model_and_bad_records(tmp_path):
 
 def test_files_cli_and_dice_chart(tmp_path, capsys):
     runs, out = tmp_path / "runs", tmp_path / "tables"
-    fake_run(runs / "ct150_30_120" / "unet", "unet", dice=(0.42, 0.2))
+    fake_run(runs / "ct150_30_120" / "unet", "unet", dice=(0.42, 0.2), cases=4)
     tables = write_tables(runs, out)
     assert sorted(p.name for p in out.iterdir()) == ["table1_ct150.csv", "table1_ct150.md", "table2_tcia.csv",
-                                                     "table2_tcia.md"]
+                                                     "table2_tcia.md", "timings.csv", "timings.md"]
     assert (out / "table1_ct150.md").read_text() == tables[0].to_markdown()
     with open(out / "table1_ct150.csv", newline="") as f:
         rows = list(csv.DictReader(f))

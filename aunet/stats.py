@@ -1,0 +1,113 @@
+"""Paired comparisons of two models: the difference, a bootstrap interval, and a signed-rank test.
+
+Both models of an experiment are scored on the same held-out cases with the same seeds, so the
+question "does attention help" is asked pair by pair: for each (case, seed), Attention U-Net's
+score minus U-Net's. Three numbers summarise the pairs:
+
+    mean difference     the average gain (negative: attention did worse)
+    95 % interval       percentile bootstrap over the pairs (resampled with replacement, fixed RNG seed,
+                        so the same pairs always give the same interval)
+    Wilcoxon p          two-sided paired signed-rank test (scipy.stats.wilcoxon): are the differences
+                        centred on zero? Small p: they are not.
+
+A claim needs both: an interval that excludes zero on the claimed side. One seed and a handful of
+cases give wide intervals, and the verdict then says "inconclusive", not "supported".
+
+Comparing two *independent* sets of pairs (the gain with 30 training scans against the gain with 120,
+scored on different test cases) uses `independent_difference`: a bootstrap of the difference of means
+and a two-sided Mann-Whitney U test.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy import stats as scipy_stats
+
+BOOTSTRAP = 10_000  # resamples
+CONFIDENCE = 0.95
+BOOTSTRAP_SEED = 0  # fixed: the same pairs always give the same interval
+ALPHA = 0.05
+
+
+@dataclass(frozen=True)
+class Difference:
+    """A difference between two sets of scores, with its uncertainty."""
+
+    mean: float  # mean difference (b - a for paired_difference)
+    low: float  # bootstrap interval
+    high: float
+    p: float  # Wilcoxon signed-rank (paired) or Mann-Whitney U (independent), two-sided
+    n: int  # pairs (or the smaller sample)
+    test: str  # "wilcoxon" or "mann-whitney"
+
+    def to_dict(self) -> dict[str, float | int | str]:
+        return asdict(self)
+
+    def format(self, digits: int = 3) -> str:
+        """'+0.012 [-0.020, +0.041], p 0.43 (n 18)'."""
+        if math.isnan(self.mean):
+            return "n/a"
+        return (f"{self.mean:+.{digits}f} [{self.low:+.{digits}f}, {self.high:+.{digits}f}], "
+                f"p {format_p(self.p)} (n {self.n})")
+
+
+def format_p(p: float) -> str:
+    """A p value as people read it: 0.43, 0.006, <0.001."""
+    if math.isnan(p):
+        return "n/a"
+    return "<0.001" if p < 0.001 else f"{p:.3f}" if p < 0.01 else f"{p:.2f}"
+
+
+def _bootstrap_means(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    picks = rng.integers(len(values), size=(BOOTSTRAP, len(values)))
+    return values[picks].mean(axis=1)
+
+
+def _interval(samples: np.ndarray) -> tuple[float, float]:
+    tail = (1 - CONFIDENCE) / 2 * 100
+    low, high = np.percentile(samples, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float]) -> Difference:
+    """b - a over matched pairs: mean, 95 % bootstrap interval, Wilcoxon signed-rank p."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"paired_difference needs two score lists of one length, got {a.shape} and {b.shape}")
+    keep = ~(np.isnan(a) | np.isnan(b))
+    d = b[keep] - a[keep]
+    if len(d) == 0:
+        return Difference(math.nan, math.nan, math.nan, math.nan, 0, "wilcoxon")
+    low, high = _interval(_bootstrap_means(d, np.random.default_rng(BOOTSTRAP_SEED)))
+    if np.all(d == 0):
+        p = 1.0  # no pair differs: no evidence of a difference
+    else:
+        p = float(scipy_stats.wilcoxon(d, alternative="two-sided").pvalue)
+    return Difference(float(d.mean()), low, high, p, int(len(d)), "wilcoxon")
+
+
+def independent_difference(x: Sequence[float], y: Sequence[float]) -> Difference:
+    """mean(y) - mean(x) for two independent samples: bootstrap interval, Mann-Whitney U p."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    x, y = x[~np.isnan(x)], y[~np.isnan(y)]
+    if len(x) == 0 or len(y) == 0:
+        return Difference(math.nan, math.nan, math.nan, math.nan, 0, "mann-whitney")
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    low, high = _interval(_bootstrap_means(y, rng) - _bootstrap_means(x, rng))
+    p = float(scipy_stats.mannwhitneyu(y, x, alternative="two-sided").pvalue)
+    return Difference(float(y.mean() - x.mean()), low, high, p, int(min(len(x), len(y))), "mann-whitney")
+
+
+def verdict(diff: Difference) -> str:
+    """'supported' (interval above zero and p < 0.05), 'not supported' (interval below zero and p < 0.05),
+    else 'inconclusive' (the data cannot tell at this budget)."""
+    if diff.n == 0 or math.isnan(diff.mean):
+        return "not run"
+    if diff.p < ALPHA and diff.low > 0:
+        return "supported"
+    if diff.p < ALPHA and diff.high < 0:
+        return "not supported"
+    return "inconclusive"
