@@ -13,10 +13,13 @@ value -> model value) brings them onto the model's labels:
 Every plot, the slice viewer, the phantom and the tables take names and colours from here, so the
 pancreas has one colour everywhere.
 
-    from aunet.labels import CT150, class_names, colour, label_map
+    from aunet.labels import CT150, class_names, colour, label_map, value
     label_map("msd-pancreas")   # {"1": 2, "2": 2}
+    value("pancreas")           # 2, the pancreas' CT-150 value
 """
 from __future__ import annotations
+
+from typing import Mapping
 
 from aunet.errors import AunetError
 
@@ -29,6 +32,9 @@ CONVENTIONS: dict[str, dict[int, str]] = {"ct150": CT150, "msd-pancreas": MSD_PA
 
 # source convention -> label_map onto the model's CT-150 labels (keys are strings, as in Config.label_map)
 LABEL_MAPS: dict[str, dict[str, int]] = {"ct150": {}, "msd-pancreas": {"1": 2, "2": 2}, "nih-pancreas": {"1": 2}}
+# TotalSegmentator v2 class values -> CT-150 values, for `aunet data example-ct`; every other class becomes
+# background (so not a LABEL_MAPS entry: a label_map keeps unmapped values, and TotalSegmentator has 117)
+TOTALSEG_TO_CT150: dict[int, int] = {1: 1, 7: 2, 2: 3, 3: 3}  # spleen, pancreas, kidney_right, kidney_left
 
 # organ name -> RGB in 0..1; one colour per organ in every figure and the viewer
 COLOURS: dict[str, tuple[float, float, float]] = {
@@ -48,6 +54,14 @@ def class_names(num_classes: int) -> dict[int, str]:
 def colour(name: str) -> tuple[float, float, float]:
     """The RGB colour (0..1) of an organ; grey for a name without one (e.g. 'class5')."""
     return COLOURS.get(name, (0.7, 0.7, 0.7))
+
+
+def value(name: str, names: Mapping[int, str] = CT150) -> int:
+    """The label value of an organ in a convention (CT-150 by default), e.g. value("pancreas") == 2."""
+    for k, n in names.items():
+        if n == name:
+            return k
+    raise AunetError(f"Organ {name!r} has no label here; expected one of: {', '.join(names.values())}.")
 
 
 def label_map(name: str) -> dict[str, int]:

@@ -12,10 +12,10 @@ from aunet.data.phantom_folder import write_phantom_dataset
 from aunet.data.datasets import read_dataset
 from aunet.data.nifti import load_nifti, save_nifti
 from aunet.data.patches import PatchDataset, ValidationDataset, center_crop
-from aunet.data.phantom import LABELS, make_phantom
+from aunet.data.phantom import make_phantom
 from aunet.data.prepared import PreparedDataset, prepare_dataset
 from aunet.data.preprocess import Geometry, Volume, preprocess_image, to_original
 
 __all__ = ["check_folder", "write_phantom_dataset", "read_dataset", "load_nifti", "save_nifti", "PatchDataset",
-           "ValidationDataset", "center_crop", "LABELS", "make_phantom", "PreparedDataset", "prepare_dataset",
+           "ValidationDataset", "center_crop", "make_phantom", "PreparedDataset", "prepare_dataset",
            "Geometry", "Volume", "preprocess_image", "to_original"]

@@ -32,6 +32,7 @@ import numpy as np
 from aunet.data.nifti import load_nifti, read_data, save_nifti
 from aunet.errors import AunetError
 from aunet.io import atomic_folder, refuse_nonempty
+from aunet.labels import CT150, TOTALSEG_TO_CT150
 
 ARCHIVE_NAME = "totalsegmentator-2.18.0.tar.gz"
 ARCHIVE_URL = ("https://files.pythonhosted.org/packages/c3/53/7d654d2ec3fcb801ae54d318b0ffc18021aed528bf4e4df0"
@@ -43,9 +44,6 @@ MEMBERS = {
     "label": _PREFIX + "example_seg_fast_force_split.nii.gz",
     "test_image": _PREFIX + "aorta_report/example_ct.nii.gz",
 }
-# TotalSegmentator v2 class values -> CT-150 labels (everything else becomes background)
-TOTALSEG_TO_CT150 = {1: 1, 7: 2, 2: 3, 3: 3}  # spleen, pancreas, kidney_right, kidney_left
-LABELS = {0: "background", 1: "spleen", 2: "pancreas", 3: "kidney"}
 CASE, TEST_CASE = "totalseg_example_ct", "totalseg_aorta_ct"
 
 
@@ -141,7 +139,7 @@ def write_example_ct(out: str | Path, archive: str | Path | None = None, cache: 
             "reference": "Wasserthal et al., TotalSegmentator, Radiology: Artificial Intelligence 2023",
             "licence": "Apache-2.0 (TotalSegmentator package)",
             "tensorImageSize": "3D", "modality": {"0": "CT"},
-            "labels": {str(k): v for k, v in LABELS.items()},
+            "labels": {str(k): v for k, v in CT150.items()},
             "numTraining": 1, "numTest": 1,
             "training": [{"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"}],
             "test": [f"./imagesTs/{TEST_CASE}.nii.gz"],

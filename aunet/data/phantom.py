@@ -23,15 +23,16 @@ import numpy as np
 from scipy import ndimage
 
 from aunet.data.anatomy import Canvas, curve, resample_curve, smooth_noise
-
-LABELS = {0: "background", 1: "spleen", 2: "pancreas", 3: "kidney"}
+from aunet.labels import value
 
 # tissue ids painted by the anatomy; 0 is air
 TISSUES = ("air", "table", "fat", "muscle", "bone", "marrow", "disc", "canal", "rib", "liver",
            "gallbladder", "spleen", "cortex", "medulla", "pelvis", "aorta", "ivc", "vein", "artery",
            "pancreas", "bowel_wall", "bowel_fluid", "gas", "stool", "stomach_wall", "stomach_fluid")
 T = {name: i for i, name in enumerate(TISSUES)}
-TISSUE_LABEL = {T["spleen"]: 1, T["pancreas"]: 2, T["cortex"]: 3, T["medulla"]: 3, T["pelvis"]: 3}
+# painted tissue -> organ it belongs to in the labels; every other tissue is background
+TISSUE_ORGAN = {"spleen": "spleen", "pancreas": "pancreas", "cortex": "kidney", "medulla": "kidney", "pelvis": "kidney"}
+TISSUE_LABEL = {T[tissue]: value(organ) for tissue, organ in TISSUE_ORGAN.items()}  # tissue id -> CT-150 value
 
 # (mean HU, sd of the mean between cases, sd of the texture within an organ)
 PORTAL_VENOUS = {

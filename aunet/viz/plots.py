@@ -1,4 +1,8 @@
-"""Plotting functions: each figure in figures/ is produced by exactly one function here."""
+"""Plotting functions: each figure in figures/ is produced by exactly one function here.
+
+CT slices in these figures are drawn by aunet's one slice renderer (aunet.viz.render.render_slice), so
+they are oriented, windowed and coloured (aunet.labels) as in the slice viewer.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,10 +10,12 @@ from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 
 from aunet.io import atomic_write
-
-LABEL_COLOURS = {1: (0.2, 0.6, 1.0), 2: (1.0, 0.25, 0.1), 3: (0.2, 0.9, 0.3)}  # spleen, pancreas, kidney
+from aunet.labels import TARGET, value
+from aunet.viz.render import ATTENTION_CMAP, data_window, render_slice
 
 
 def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 120) -> Path:
@@ -19,29 +25,41 @@ def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 120) -> Path:
     return path
 
 
-def show_ct(ax: plt.Axes, image: np.ndarray, label: np.ndarray | None = None, title: str = "") -> None:
-    """An axial slice (X, Y) of a RAS volume shown radiologically: patient's right on the left, anterior up."""
-    ax.imshow(_radiological(image), cmap="gray", origin="lower")
-    if label is not None:
-        for k, colour in LABEL_COLOURS.items():
-            if (label == k).any():
-                ax.contour(_radiological(label == k), levels=[0.5], colors=[colour], linewidths=0.8, origin="lower")
+def _axial(slice_xy: np.ndarray) -> np.ndarray:
+    """An axial slice (X, Y) as the volume one slice thick (X, Y, 1) that aunet.viz.render draws."""
+    return np.asarray(slice_xy)[:, :, None]
+
+
+def _on_grid(alpha: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A coarse (x, y) map on the slice's (X, Y) grid by nearest neighbour (each cell covers X/x by Y/y pixels)."""
+    rows = np.arange(shape[0]) * alpha.shape[0] // shape[0]
+    cols = np.arange(shape[1]) * alpha.shape[1] // shape[1]
+    return alpha[np.ix_(rows, cols)]  # (X, Y)
+
+
+def _draw_axial(ax: plt.Axes, image: np.ndarray, label: np.ndarray | None, alpha: np.ndarray | None,
+                title: str) -> None:
+    """CT slice (grey over its own range, as snapshots are z-scored), label outlines and alpha, via render_slice."""
+    rgba = render_slice(_axial(image), "axial", 0, data_window(image, (0.0, 100.0)),
+                        label=None if label is None else _axial(label), label_opacity=1.0, label_outline=True,
+                        attention=None if alpha is None else _axial(alpha), attention_opacity=0.45)
+    ax.imshow(rgba, interpolation="nearest")
     ax.set_title(title, fontsize=9)
     ax.axis("off")
 
 
+def show_ct(ax: plt.Axes, image: np.ndarray, label: np.ndarray | None = None, title: str = "") -> None:
+    """An axial slice (X, Y) of a RAS volume shown radiologically: patient's right on the left, anterior up."""
+    _draw_axial(ax, image, label, None, title)
+
+
 def overlay_alpha(ax: plt.Axes, image: np.ndarray, alpha: np.ndarray, label: np.ndarray | None = None,
-                  title: str = "", vmax: float | None = None) -> plt.cm.ScalarMappable:
-    """alpha (coarse grid) upsampled by nearest neighbour onto the CT slice, as a heat map."""
-    show_ct(ax, image, label, title)
-    extent = (-0.5, image.shape[0] - 0.5, -0.5, image.shape[1] - 0.5)
-    return ax.imshow(_radiological(alpha), cmap="jet", alpha=0.45, origin="lower",
-                     extent=extent, vmin=0.0, vmax=vmax or 1.0, interpolation="bilinear")
-
-
-def _radiological(slice_xy: np.ndarray) -> np.ndarray:
-    """(X, Y) slice of a RAS volume -> rows Y (anterior up with origin="lower"), columns patient right -> left."""
-    return np.asarray(slice_xy, dtype=np.float32)[::-1].T
+                  title: str = "", vmax: float | None = None) -> ScalarMappable:
+    """alpha (coarse grid) upsampled by nearest neighbour onto the CT slice, as a heat map; returns its colour scale."""
+    vmax = vmax or 1.0
+    fine = np.clip(_on_grid(np.asarray(alpha, np.float32), image.shape) / vmax, 0.0, 1.0)  # (X, Y), 1 = vmax
+    _draw_axial(ax, image, label, fine, title)
+    return ScalarMappable(Normalize(0.0, vmax), ATTENTION_CMAP)  # for a colorbar: the pixels are already blended
 
 
 def plot_training_curves(histories: Mapping[str, Sequence[Mapping[str, float]]],
@@ -60,7 +78,7 @@ def plot_training_curves(histories: Mapping[str, Sequence[Mapping[str, float]]],
     return fig
 
 
-def attention_focus(alpha: np.ndarray, label: np.ndarray, target: int = 2) -> float:
+def attention_focus(alpha: np.ndarray, label: np.ndarray, target: int = value(TARGET)) -> float:
     """Mean alpha on the target organ divided by mean alpha elsewhere (1 = no focus), on alpha's grid."""
     factor = label.shape[0] // alpha.shape[0]
     coarse = label[::factor, ::factor][: alpha.shape[0], : alpha.shape[1]] == target
@@ -82,7 +100,7 @@ def plot_attention_evolution(snapshots: Mapping[int, Mapping[str, np.ndarray]], 
         focus = attention_focus(snap[level], snap["label"])
         mappable = overlay_alpha(ax, snap["image"], snap[level], title=f"epoch {epoch}\nfocus {focus:.2f}")
     fig.colorbar(mappable, ax=axes[1:].tolist(), fraction=0.02, pad=0.01, label=f"alpha ({level})")
-    fig.suptitle(f"Attention across training epochs ({level}; focus = mean alpha on pancreas / elsewhere)",
+    fig.suptitle(f"Attention across training epochs ({level}; focus = mean alpha on {TARGET} / elsewhere)",
                  fontsize=10)
     return fig
 

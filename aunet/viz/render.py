@@ -1,4 +1,8 @@
-"""One slice of a CT volume with its overlays, as an RGBA array or a PNG (no widgets: tests call this).
+"""aunet's one slice renderer: a slice of a CT volume with its overlays, as an RGBA array or a PNG.
+
+Every picture of a CT slice goes through `render_slice`: the slice viewer (aunet.viz.viewer), the
+figures (aunet.viz.plots) and the notebooks' three-plane figures (`three_planes`). No widgets here:
+tests call it directly.
 
 Volumes are (X, Y, Z) arrays in RAS order, as `aunet.data.preprocess.to_canonical` leaves them:
 index along X grows toward the patient's Right, Y toward Anterior, Z toward Superior.
@@ -9,8 +13,9 @@ the left, superior at the top), the sagittal slice with anterior on the left and
 In all three planes that is the slice transposed and flipped both ways: `slice.T[::-1, ::-1]`.
 
 Layers, bottom to top: the CT through a window (width W, level L: L - W/2 is black, L + W/2 white),
-label classes filled, prediction classes outlined, one attention map (alpha in [0, 1]) as a heat map
-hidden below a threshold.
+label classes filled (or outlined), prediction classes outlined, one attention map (alpha in [0, 1]) as a
+heat map hidden below a threshold. Class colours come from aunet.labels, by organ name. A 2D axial
+slice (X, Y) is drawn as a volume one slice thick: `render_slice(slice_xy[:, :, None], "axial", 0)`.
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ from matplotlib.figure import Figure
 from scipy import ndimage
 
 from aunet.errors import AunetError
-from aunet.viz.plots import LABEL_COLOURS
+from aunet.labels import COLOURS, CT150, TARGET, colour, value
 
 # name -> array axis the plane cuts, (row axis, column axis) of the displayed picture
 PLANES: dict[str, tuple[int, tuple[int, int]]] = {"axial": (2, (1, 0)), "coronal": (1, (2, 0)),
@@ -34,7 +39,7 @@ EDGES: dict[str, tuple[str, str, str, str]] = {"axial": ("R", "L", "A", "P"), "c
 # CT window presets in Hounsfield units: (width, level)
 WINDOWS: dict[str, tuple[float, float]] = {"abdomen": (400.0, 40.0), "soft tissue": (350.0, 50.0),
                                            "bone": (1800.0, 400.0), "lung": (1500.0, -600.0)}
-ATTENTION_CMAP = "jet"  # as in aunet.viz.plots.overlay_alpha
+ATTENTION_CMAP = "jet"  # alpha 0 blue .. 1 red, in the viewer and the figures alike
 
 
 def check_plane(plane: str) -> int:
@@ -64,9 +69,29 @@ def apply_window(image: np.ndarray, width: float, level: float) -> np.ndarray:
     return np.clip((np.asarray(image, np.float32) - (level - width / 2)) / width, 0.0, 1.0)
 
 
-def class_colour(k: int) -> tuple[float, float, float]:
-    """The colour of class k: aunet's organ colours (plots.LABEL_COLOURS), tab10 for other classes."""
-    return LABEL_COLOURS.get(k, colormaps["tab10"](k % 10)[:3])
+def data_window(image: np.ndarray, percentiles: tuple[float, float] = (1.0, 99.0)) -> tuple[float, float]:
+    """(width, level) spanning two percentiles of the image: a window for images not in HU (e.g. z-scored)."""
+    lo, hi = (float(v) for v in np.percentile(image, percentiles))
+    return max(hi - lo, 1e-3), (hi + lo) / 2
+
+
+def class_colour(k: int, names: Mapping[int, str] = CT150) -> tuple[float, float, float]:
+    """The colour of class k: its organ's (aunet.labels.COLOURS, named by `names`), else a tab10 colour."""
+    name = names.get(k, "")
+    # unnamed classes (e.g. 'class5') get distinct tab10 colours rather than labels.colour's one grey
+    return colour(name) if name in COLOURS else tuple(float(c) for c in colormaps["tab10"](k % 10)[:3])
+
+
+def label_centre(label: np.ndarray | None, shape: Sequence[int], organ: str | None = None,
+                 names: Mapping[int, str] = CT150) -> tuple[int, int, int]:
+    """(x, y, z) centre of `organ`'s voxels in `label`, else of all labelled voxels, else of the volume."""
+    masks = [] if label is None else [label > 0]
+    if label is not None and organ in names.values():
+        masks.insert(0, label == value(organ, names))  # type: ignore[arg-type]
+    for mask in masks:  # a case without that organ is centred on what is labelled
+        if mask.any():
+            return tuple(int(v) for v in np.round(np.argwhere(mask).mean(axis=0)))  # type: ignore[return-value]
+    return tuple(int(n) // 2 for n in shape)  # type: ignore[return-value]
 
 
 def outline(mask: np.ndarray) -> np.ndarray:
@@ -74,8 +99,8 @@ def outline(mask: np.ndarray) -> np.ndarray:
     return mask & ~ndimage.binary_erosion(mask, border_value=0)
 
 
-def _blend(rgb: np.ndarray, mask: np.ndarray, colour: Sequence[float], opacity: float) -> None:
-    rgb[mask] = (1 - opacity) * rgb[mask] + opacity * np.asarray(colour, np.float32)  # in place
+def _blend(rgb: np.ndarray, mask: np.ndarray, tint: Sequence[float], opacity: float) -> None:
+    rgb[mask] = (1 - opacity) * rgb[mask] + opacity * np.asarray(tint, np.float32)  # in place
 
 
 def render_slice(
@@ -91,21 +116,24 @@ def render_slice(
     attention_opacity: float = 0.5,
     threshold: float = 0.0,
     visible: Sequence[int] | None = None,
+    names: Mapping[int, str] = CT150,
+    label_outline: bool = False,
 ) -> np.ndarray:
     """The slice as (rows, columns, 4) float32 RGBA in [0, 1], overlays blended in, radiological orientation.
 
     `window` is (width, level) in the image's units; `visible` lists the classes drawn (None: all
-    non-zero classes); attention values below `threshold` are not drawn.
+    non-zero classes); attention values below `threshold` are not drawn; `names` (value -> organ)
+    picks the class colours; `label_outline` outlines the label classes instead of filling them.
     """
     grey = apply_window(take_slice(image, plane, index), *window)  # (rows, columns)
     rgb = np.repeat(grey[..., None], 3, axis=-1)  # (rows, columns, 3)
-    for volume, opacity, edge_only in ((label, label_opacity, False), (prediction, prediction_opacity, True)):
+    for volume, opacity, edge_only in ((label, label_opacity, label_outline), (prediction, prediction_opacity, True)):
         if volume is None or opacity <= 0:
             continue
         classes = take_slice(volume, plane, index).astype(np.int64)
         for k in (visible if visible is not None else np.unique(classes[classes > 0])):
             mask = classes == int(k)
-            _blend(rgb, outline(mask) if edge_only else mask, class_colour(int(k)), opacity)
+            _blend(rgb, outline(mask) if edge_only else mask, class_colour(int(k), names), opacity)
     if attention is not None and attention_opacity > 0:
         alpha = take_slice(attention, plane, index).astype(np.float32)
         shown = alpha >= threshold
@@ -132,14 +160,22 @@ def to_png(rgba: np.ndarray, aspect: float, plane: str, title: str = "", height_
     return buffer.getvalue()
 
 
-def three_planes(image: np.ndarray, spacing: Sequence[float], centre: Sequence[int],
+def three_planes(image: np.ndarray, spacing: Sequence[float], centre: Sequence[int] | None = None,
                  overlays: Mapping[str, object] | None = None, title: str = "") -> Figure:
-    """A static figure of the axial, coronal and sagittal slices through `centre` (x, y, z), same overlays each."""
+    """A static figure of the axial, coronal and sagittal slices through `centre` (x, y, z), same overlays each.
+
+    `overlays` are render_slice's keyword arguments (label=, prediction=, attention=, window=, ...);
+    `centre` None: through the centre of the pancreas (aunet.labels.TARGET) in `overlays["label"]`.
+    """
+    overlays = dict(overlays or {})
+    if centre is None:
+        centre = label_centre(overlays.get("label"), image.shape, TARGET,  # type: ignore[arg-type]
+                              overlays.get("names", CT150))  # type: ignore[arg-type]
     fig = Figure(figsize=(12, 4), dpi=100, layout="constrained")
     axes = fig.subplots(1, 3)
     for ax, plane in zip(axes, PLANES):
         index = int(centre[PLANES[plane][0]])
-        ax.imshow(render_slice(image, plane, index, **(overlays or {})), aspect=pixel_aspect(spacing, plane),
+        ax.imshow(render_slice(image, plane, index, **overlays), aspect=pixel_aspect(spacing, plane),
                   interpolation="nearest")
         left, right, top, bottom = EDGES[plane]
         ax.set_title(f"{plane} {index}   ({left} | {right}, {top} top)", fontsize=9)

@@ -10,7 +10,9 @@ Files are read with aunet.data.nifti and turned to RAS by aunet.data.preprocess.
 orientation the model sees). Arrays are taken on the image's grid as given: with an image read from a
 file, overlay arrays are in that file's storage order (as `aunet predict` writes them); with an image
 array (plus its spacing), in that array's order, read as (X=R, Y=A, Z=S). Display is radiological
-(aunet.viz.render). The picture is a PNG drawn by matplotlib in an `ipywidgets.Image`, which shows in
+(aunet.viz.render). `class_names` (value -> organ, default aunet.labels.CT150) names the classes and
+picks their colours: class_names=aunet.labels.MSD_PANCREAS shows a Task07 label file's pancreas in the
+pancreas' colour. The picture is a PNG drawn by matplotlib in an `ipywidgets.Image`, which shows in
 JupyterLab, in a saved notebook and under papermill alike.
 """
 from __future__ import annotations
@@ -22,10 +24,10 @@ import ipywidgets as widgets
 import numpy as np
 
 from aunet.data.nifti import check_affine, load_nifti, read_data
-from aunet.data.phantom import LABELS
 from aunet.data.preprocess import canonical_spacing, to_canonical
 from aunet.errors import AunetError
-from aunet.viz.render import EDGES, PLANES, WINDOWS, pixel_aspect, render_slice, to_png
+from aunet.labels import CT150
+from aunet.viz.render import EDGES, PLANES, WINDOWS, data_window, label_centre, pixel_aspect, render_slice, to_png
 
 Source = Any  # a NIfTI path, a numpy array or a torch tensor
 
@@ -109,7 +111,7 @@ class SliceViewer(widgets.VBox):
 
     def __init__(self, image: Source, spacing: Sequence[float] | None = None, label: Source | None = None,
                  prediction: Source | None = None, attention: Mapping[str, Source] | None = None,
-                 class_names: Mapping[int, str] = LABELS, plane: str = "axial", window: str = "abdomen",
+                 class_names: Mapping[int, str] = CT150, plane: str = "axial", window: str = "abdomen",
                  height_in: float = 4.0) -> None:
         self.volume, self.spacing, affine, shape = load_image(image, spacing)  # (X, Y, Z) RAS
         self.label = None if label is None else load_overlay(label, "label", affine, shape, "labels")
@@ -122,14 +124,18 @@ class SliceViewer(widgets.VBox):
                           for k, v in (attention or {}).items()}
         if plane not in PLANES:
             raise AunetError(f"plane={plane!r} is not a plane; expected one of: {', '.join(PLANES)}.")
-        presets = {**WINDOWS, "data range": self._data_window()}
+        presets = {**WINDOWS, "data range": data_window(self.volume)}  # for images not in HU (e.g. z-scored)
         if window not in presets:
             raise AunetError(f"window={window!r} is not a preset; expected one of: {', '.join(presets)}.")
         self.presets, self.height_in = presets, height_in
-        self.centre = self._centre()  # (x, y, z): where the labels are, else the middle
+        self.centre = label_centre(self.label, self.volume.shape)  # (x, y, z): where the labels are, else the middle
+        if not isinstance(class_names, Mapping):
+            raise AunetError(f"class_names is a {type(class_names).__name__}; "
+                             "expected a dict label value -> organ name, e.g. aunet.labels.MSD_PANCREAS.")
+        self.class_names = dict(class_names)  # value -> organ: checkbox names and colours (aunet.labels)
         self._index = {p: int(self.centre[PLANES[p][0]]) for p in PLANES}  # each plane keeps its own slice
         self._quiet = False  # True while code (not the user) moves several controls at once
-        self._build_controls(plane, window, class_names)
+        self._build_controls(plane, window, self.class_names)
         super().__init__(children=[widgets.HBox([self.controls, self.picture]), self.caption])
         self.refresh()
 
@@ -149,8 +155,8 @@ class SliceViewer(widgets.VBox):
         self.window = widgets.Dropdown(options=[*self.presets, "custom"], value=window, description="window",
                                        style=style)
         width, level = self.presets[window]
-        self.width = widgets.FloatSlider(value=width, min=step, step=step, description="width (W)",
-                                         max=max(4000.0, hi - lo) if hounsfield else 2 * (hi - lo), **slider)
+        top = max(4000.0, hi - lo) if hounsfield else 2 * max(hi - lo, step)  # above min=step, even for a constant image
+        self.width = widgets.FloatSlider(value=width, min=step, max=top, step=step, description="width (W)", **slider)
         self.level = widgets.FloatSlider(value=level, min=min(-1000.0, lo) if hounsfield else lo,
                                          max=max(3000.0, hi) if hounsfield else hi, step=step,
                                          description="level (L)", **slider)
@@ -229,7 +235,7 @@ class SliceViewer(widgets.VBox):
                             attention=self.attention.get(name), label_opacity=self.label_opacity.value,
                             prediction_opacity=self.prediction_opacity.value,
                             attention_opacity=self.attention_opacity.value, threshold=self.threshold.value,
-                            visible=[k for k, box in self.classes.items() if box.value])
+                            visible=[k for k, box in self.classes.items() if box.value], names=self.class_names)
 
     def png(self) -> bytes:
         """The picture as PNG bytes with the physical aspect of the plane (what the widget shows)."""
@@ -254,17 +260,6 @@ class SliceViewer(widgets.VBox):
 
     def _count(self, plane: str) -> int:
         return int(self.volume.shape[PLANES[plane][0]])
-
-    def _centre(self) -> tuple[int, int, int]:
-        foreground = None if self.label is None else np.argwhere(self.label > 0)  # (N, 3)
-        if foreground is None or len(foreground) == 0:
-            return tuple(n // 2 for n in self.volume.shape)  # type: ignore[return-value]
-        return tuple(int(v) for v in np.round(foreground.mean(axis=0)))  # type: ignore[return-value]
-
-    def _data_window(self) -> tuple[float, float]:
-        """(width, level) spanning the 1st to 99th percentile: for images not in HU (e.g. z-scored)."""
-        lo, hi = (float(v) for v in np.percentile(self.volume, [1, 99]))
-        return max(hi - lo, 1e-3), (hi + lo) / 2
 
 
 __all__ = ["SliceViewer", "load_image", "load_overlay"]
