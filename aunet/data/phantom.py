@@ -92,8 +92,8 @@ def make_phantom(rng: np.random.Generator, domain: str = "scanner_a",
     _draw_anatomy(canvas, rng)
     image = _render(canvas, dom, rng)
     label = np.zeros(size, np.uint8)
-    for tissue, value in TISSUE_LABEL.items():
-        label[canvas.tissue == tissue] = value
+    for tissue, label_value in TISSUE_LABEL.items():
+        label[canvas.tissue == tissue] = label_value
     affine = np.diag([*spacing, 1.0])
     affine[:3, 3] = [-(n - 1) / 2 * s for n, s in zip(size, spacing)]  # voxel centres as in Canvas
     if dom.storage == "LPS":  # store x and y reversed, as DICOM-derived files often are
