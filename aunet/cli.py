@@ -9,6 +9,7 @@
     aunet evaluate RUN_DIR                               aunet.evaluate.evaluate_run
     aunet predict CHECKPOINT IN.nii.gz OUT.nii.gz        aunet.inference.predict_file
     aunet tables --runs results/runs --out results/tables  aunet.tables.write_tables, aunet.claims.write_claims
+    aunet reproduce --profile quick                      aunet.reproduce.reproduce (make reproduce)
 
 Every Config field is an option (`--patch-size 160,160,96`); Config checks the values. User errors
 (AunetError) print one line and exit with status 2, no traceback.
@@ -202,7 +203,50 @@ def _add_runs(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_tables)
 
 
-COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_data, _add_runs)
+# --- aunet reproduce ----------------------------------------------------------------------------------
+def _parameter_value(text: str) -> Any:
+    """A papermill parameter from the command line: JSON when it parses (1, 0.5, [0, 1], true), else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from aunet.reproduce import results_section, reproduce, update_readme
+
+    parameters = {name: _parameter_value(value) for name, value in args.parameter or []}
+    if args.data_dir:  # notebooks run in notebooks/: hand them absolute paths
+        parameters |= {"data_dir": str(Path(args.data_dir).resolve()),
+                       "ct150_data_dir": str(Path(args.data_dir).resolve())}
+    if args.tcia_data_dir:
+        parameters["tcia_data_dir"] = str(Path(args.tcia_data_dir).resolve())
+    manifest = reproduce(args.profile, parameters, root=".")
+    if args.readme:
+        update_readme(args.readme, results_section(manifest, "results/runs"))
+    print(f"Reproduction done in {manifest['times']['seconds'] / 60:.1f} min: results/manifest.json, "
+          f"executed notebooks in {manifest['times']['folder']}/, tables in results/tables/, figures in figures/"
+          + (f"; {args.readme}'s results section regenerated." if args.readme else "."))
+    return 0
+
+
+def _add_reproduce(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("reproduce", help="execute every notebook (papermill) and write results/manifest.json",
+                       description="Execute notebooks 01-07 in order with papermill, rebuild the tables and "
+                                   "figures, write results/manifest.json and regenerate the README's results.")
+    p.add_argument("--profile", default="quick", choices=("quick", "paper"), help="Config profile (default quick)")
+    p.add_argument("--data-dir", default=None, help="a real CT-150-like dataset folder (default: the phantom)")
+    p.add_argument("--tcia-data-dir", default=None, help="a real TCIA-like dataset folder (default: the phantom)")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                   help="a papermill parameter for every notebook that declares it, e.g. -p ct150_seeds [0,1,2]")
+    p.add_argument("--readme", default="README.md", help="README whose results section is regenerated "
+                                                         "('' to leave it alone)")
+    p.set_defaults(func=_reproduce)
+
+
+COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_data, _add_runs, _add_reproduce)
 
 
 def build_parser() -> argparse.ArgumentParser:

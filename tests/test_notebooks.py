@@ -37,8 +37,8 @@ SMOKE_PARAMETERS: dict[str, dict[str, object]] = {
                                      "figures_dir": "{tmp}/figures"},
     "06_paper_tables.ipynb": {"ct150_data_dir": "{tmp}/phantom_a", "tcia_data_dir": "{tmp}/phantom_b", "ct150_cases": 8,
                               "tcia_cases": 6, "phantom_size": [80, 64, 32], "spacing": 8.0, "epochs": 1,
-                              "iterations_per_epoch": 1, "runs_dir": "{tmp}/runs", "reuse_from": "{tmp}/none",
-                              "tables_dir": "{tmp}/tables", "figures_dir": "{tmp}/figures"},
+                              "iterations_per_epoch": 1, "ct150_seeds": [0], "tcia_seeds": [0], "workers": 1,
+                              "runs_dir": "{tmp}/runs", "tables_dir": "{tmp}/tables", "figures_dir": "{tmp}/figures"},
     "07_slice_viewer.ipynb": {"data_dir": "{tmp}/phantom", "cases": 1, "size": [48, 40, 24], "case": 0,
                               "run_dir": "{tmp}/no_run"},
 }
