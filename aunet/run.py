@@ -7,6 +7,7 @@
     attention/epoch_XXX.npz           every gated level's alpha on one fixed slice (aunet.snapshots)
     evaluation_<split>.csv            one row per held-out case: metrics per class, inference seconds
     evaluation_<split>_summary.json   mean and std of every column over the cases
+    predictions/<case>/               predictions of single CTs (notebook 07, `aunet predict` into the run)
     reused_from.txt                   a run copied from another folder names its source
 
 Every write is atomic, so a reader (or a resumed run) sees a whole file or the previous one. The
@@ -34,6 +35,7 @@ from aunet.errors import AunetError
 from aunet.io import atomic_folder, atomic_write, atomic_write_csv, atomic_write_text
 
 CONFIG, DEVICE, HISTORY, SNAPSHOTS, REUSED = "config.json", "device.json", "history.csv", "attention", "reused_from.txt"
+PREDICTIONS = "predictions"
 CHECKPOINTS = ("last", "best")
 CHECKPOINT_KEYS = ("model", "model_name", "config")  # what every aunet checkpoint holds (resume needs more)
 
@@ -152,6 +154,10 @@ class RunFolder:
                                                     for v in summary.values()):
             raise AunetError(f"{path}: lacks mean/std entries; expected the summary written by `aunet evaluate`.")
         return summary
+
+    def prediction_dir(self, case_id: str) -> Path:
+        """Where predictions of one case (labels, attention maps) go inside the run folder."""
+        return self.path / PREDICTIONS / case_id
 
     # --- the state of the whole folder -----------------------------------------------------------
     def is_complete(self, epochs: int, split: str = "test") -> bool:

@@ -31,7 +31,7 @@ SMOKE_PARAMETERS: dict[str, dict[str, object]] = {
     "02_attention_unet.ipynb": {"input_size": 16, "base_filters": 4, "repeats": 1, "seed": 1},
     "03_data.ipynb": {"cases": 3, "size": [64, 48, 32], "data_dir": "../data/phantom_smoke", "seed": 1},
     "04_training.ipynb": {"data_dir": "{tmp}/phantom", "cases": 5, "spacing": 8.0, "epochs": 2,
-                          "iterations_per_epoch": 1, "out_dir": "{tmp}/runs", "figures_dir": "{tmp}/figures"},
+                          "iterations_per_epoch": 1, "runs_dir": "{tmp}/runs", "figures_dir": "{tmp}/figures"},
     "05_attention_evolution.ipynb": {"out_dir": "{tmp}/runs/attention_unet", "data_dir": "{tmp}/phantom", "cases": 4,
                                      "spacing": 8.0, "epochs": 3, "iterations_per_epoch": 1,
                                      "figures_dir": "{tmp}/figures"},
