@@ -1,6 +1,8 @@
 # aunet: two commands do all the set-up on a fresh machine:
-#   make reproduce   builds the environment, makes the synthetic data, executes every notebook with
-#                    papermill into results/executed/, regenerates figures/ and the runs in results/runs/
+#   make reproduce   builds the environment, makes the synthetic data, executes notebooks 01-07 with
+#                    papermill (aunet reproduce): results/manifest.json, the executed notebooks and a log in
+#                    results/reproductions/<time>/, the tables in results/tables/, figures/, the runs in
+#                    results/runs/, and the README's results section regenerated
 #   make test        builds the environment and runs the tests (unit + notebook tests)
 # Other targets: setup (the environment only), lab (JupyterLab on the project's kernel), clean.
 
@@ -8,9 +10,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.aunet-installed
-NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
-EXECUTED  := results/executed
-# Extra papermill parameters for every notebook, e.g. make reproduce PARAMS="-p profile paper"
+# Extra papermill parameters for every notebook that declares them, e.g. make reproduce PARAMS="-p ct150_seeds [0,1,2,3]"
 PARAMS ?=
 
 .PHONY: setup test browser reproduce lab data clean lock
@@ -45,12 +45,7 @@ data/phantom/dataset.json: | $(STAMP)
 	$(VENV)/bin/aunet data phantom --out data/phantom --cases 30 --seed 0 --overwrite
 
 reproduce: setup data
-	mkdir -p $(EXECUTED)
-	@set -e; for nb in $(NOTEBOOKS); do \
-	  echo "== papermill $$nb"; \
-	  $(VENV)/bin/papermill --kernel aunet --cwd notebooks $(PARAMS) "$$nb" "$(EXECUTED)/$$(basename $$nb)"; \
-	done
-	@echo "Executed notebooks are in $(EXECUTED)/, figures in figures/, run folders (with evaluation CSVs) in results/runs/."
+	$(VENV)/bin/aunet reproduce --profile quick $(PARAMS)
 
 lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=. notebooks/01_attention_gate.ipynb
@@ -59,4 +54,4 @@ lock:
 	$(PY) -m pip freeze --exclude-editable | grep -v '^torch==' | sed '1i torch==2.13.0' > requirements.txt
 
 clean:
-	rm -rf $(EXECUTED) .pytest_cache
+	rm -rf results/reproductions .pytest_cache
