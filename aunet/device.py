@@ -116,7 +116,7 @@ def cpu_model() -> str:
 
 
 def describe_device(device: torch.device, processes: int = 1) -> dict[str, object]:
-    """What a run trained on, for its device.json: type, name, threads or GPU count, torch version."""
+    """What a run trained on, for its device record: type, name, threads or GPU count, torch version."""
     info: dict[str, object] = {"type": device.type, "processes": processes, "torch": torch.__version__}
     if device.type == "cuda":
         info["name"] = torch.cuda.get_device_name(device)
