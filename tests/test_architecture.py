@@ -68,6 +68,6 @@ def test_only_the_command_line_parses_arguments():
 
 
 def test_run_folder_file_names_live_in_one_module():
-    for literal in ("history.csv", "device.json", "evaluation_test", "_summary.json"):
+    for literal in ("history.csv", "device.json", "evaluation_{split}", "epoch_{epoch:03d}"):
         holders = [name for name, path in modules().items() if literal in path.read_text()]
         assert holders == ["aunet.run"], f"{literal!r} appears in {holders}"
