@@ -1,7 +1,8 @@
 """A dataset ready for training: validated, preprocessed once into a cache, split into train/val/test.
 
     ds = prepare_dataset(cfg)             # validates cfg.data_dir, fills the cache, writes splits.json
-    ds = prepare_dataset(cfg, workers=8)  # the same, 8 cases at a time in 8 processes (aunet data prepare)
+    ds = prepare_dataset(cfg, workers=8)  # the same, 8 cases at a time in 8 processes (aunet data prepare;
+                                          # a script doing this needs the `if __name__ == "__main__":` guard)
     vol = ds.load(ds.train[0])            # Volume: image (X, Y, Z) float32, label uint8, geometry
 
 The split is cfg.split_file's when one is named (aunet.data.splits), else drawn from cfg.seed.
@@ -19,6 +20,7 @@ import json
 import multiprocessing
 from collections import OrderedDict
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -121,10 +123,15 @@ class PreparedDataset:
                 while futures:
                     done, futures = wait(futures, return_when=FIRST_EXCEPTION)
                     for future in done:
-                        if future.exception() is not None:
+                        error = future.exception()
+                        if isinstance(error, BrokenProcessPool):
+                            raise AunetError(f"A preprocessing process for {self.info.root} died (out of memory, or a "
+                                             "script without `if __name__ == '__main__':` around its code); use fewer "
+                                             "workers.") from None
+                        if error is not None:
                             for other in futures:
                                 other.cancel()
-                            raise future.exception()
+                            raise error
                         bar.update()
             self._memory.clear()
         return len(todo)
