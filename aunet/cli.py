@@ -144,7 +144,8 @@ def _data_prepare(args: argparse.Namespace) -> int:
     ds = prepare_dataset(cfg, progress=not args.quiet, workers=args.workers)
     seconds = time.perf_counter() - start
     n = len(ds.train) + len(ds.val) + len(ds.test)
-    print(f"{n} cases of {cfg.data_dir} preprocessed in {ds.folder} ({seconds:.1f} s, {args.workers} worker(s); "
+    print(f"{n} cases of {cfg.data_dir} preprocessed in {ds.folder} ({seconds:.1f} s, {seconds / n:.2f} s/case with "
+          f"{args.workers} worker(s); "
           f"split {len(ds.train)} train / {len(ds.val)} val / {len(ds.test)} test)")
     return 0
 
