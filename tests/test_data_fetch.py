@@ -165,7 +165,7 @@ def test_cut_connection_is_resumed_on_the_next_call_without_the_first_half(tmp_p
     srv = server(payload)
     srv.cut_at = half
     target = tmp_path / "data" / "Task07_Pancreas.tar"
-    with pytest.raises(AunetError, match="interrupted 1 times.*run the same command again to resume"):
+    with pytest.raises(AunetError, match="interrupted 1 time.*run the same command again to resume"):
         download(srv.url, target, hashlib.md5(payload).hexdigest(), retries=0, progress=False)
     part = target.with_name("Task07_Pancreas.tar.part")
     assert part.read_bytes() == payload[:half] and not target.exists()

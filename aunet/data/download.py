@@ -101,8 +101,8 @@ def download(url: str, path: str | Path, md5: str | None = None, *, retries: int
         except _Interrupted as e:
             if attempt == retries:
                 done = part.stat().st_size if part.is_file() else 0
-                raise AunetError(f"{url}: the download was interrupted {retries + 1} times ({e}); {done / GB:.2f} GB "
-                                 "are kept in " f"{part}: run the same command again to resume.") from None
+                raise AunetError(f"{url}: the download was interrupted {retries + 1} time(s) ({e}); the {_human(done)} "
+                                 f"received are kept in {part}: run the same command again to resume.") from None
             time.sleep(wait * 2 ** attempt)
     if total is not None and part.stat().st_size != total:
         raise AunetError(f"{part}: holds {part.stat().st_size} bytes, the server announced {total}; delete it and "
@@ -133,8 +133,12 @@ def _resumable_size(part: Path, state_path: Path, state: dict) -> int | None:
         _say(f"{part}: a partial download of another file; starting this one afresh.")
         part.unlink()
         return None
-    _say(f"{part}: resuming after {part.stat().st_size / GB:.2f} GB.")
+    _say(f"{part}: resuming after {_human(part.stat().st_size)}.")
     return saved.get("size")
+
+
+def _human(n: int) -> str:
+    return f"{n / GB:.2f} GB" if n >= GB else f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n} bytes"
 
 
 def _say(text: str) -> None:
@@ -157,8 +161,8 @@ def _transfer(url: str, part: Path, state_path: Path, state: dict, offset: int, 
     except urllib.error.HTTPError as e:
         if e.code == 416 and offset:  # nothing left to send: complete already, or the part is longer than the file
             total = _total_from_range_error(e.headers.get("Content-Range"))
-            if total == offset:
-                return total
+            if total == offset or (total is None and state.get("size") == offset):
+                return offset
             _say(f"{part}: longer than the file on the server; starting afresh.")
             part.unlink()
             raise _Interrupted("the partial file did not fit the server's") from None
