@@ -23,9 +23,9 @@ import hashlib
 import json
 import os
 import shutil
-import tarfile
 import subprocess
 import sys
+import tarfile
 import tempfile
 from pathlib import Path
 
@@ -150,8 +150,8 @@ def write_example_ct(out: str | Path, archive: str | Path | None = None, cache: 
             "numTraining": 1, "numTest": 1,
             "training": [{"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"}],
             "test": [f"./imagesTs/{TEST_CASE}.nii.gz"],
-            "aunet": {"source": f"pip download {REQUIREMENT} (source distribution)", "sha256": ARCHIVE_SHA256, "members": MEMBERS,
-                      "label_map": {str(k): v for k, v in TOTALSEG_TO_CT150.items()}},
+            "aunet": {"source": f"pip download {REQUIREMENT} (source distribution)", "sha256": ARCHIVE_SHA256,
+                      "members": MEMBERS, "label_map": {str(k): v for k, v in TOTALSEG_TO_CT150.items()}},
         }
         (tmp / "dataset.json").write_text(json.dumps(meta, indent=1) + "\n")
     return out
