@@ -3,6 +3,10 @@
     aunet data phantom --out data/phantom --cases 30     aunet.data.write_phantom_dataset
     aunet data check data/phantom                        aunet.data.check_folder
     aunet data example-ct --out data/example_ct          aunet.data.example_ct.write_example_ct
+    aunet data fetch msd-pancreas --dest data            aunet.data.msd.fetch_msd_pancreas
+    aunet data convert nih-pancreas --dicom D --labels L --out O   aunet.data.nih.convert_nih_pancreas
+    aunet data split data/phantom                        aunet.data.splits.write_paper_splits
+    aunet data prepare --data-dir D --workers 8          aunet.data.prepare_dataset (fills the cache)
     aunet data separability data/phantom                 aunet.data.separability.separability_report
     aunet train --profile quick --model attention_unet   aunet.train.train
     aunet train --out-dir RUN --resume [--epochs N]      aunet.train.resume_config, then train
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any, Callable, Sequence
 
@@ -85,6 +90,67 @@ def _data_example_ct(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_fetch(args: argparse.Namespace) -> int:
+    from aunet.data.msd import MSD_PANCREAS_MD5, MSD_PANCREAS_URL, fetch_msd_pancreas
+
+    if args.dataset == "nih-pancreas":
+        raise AunetError("aunet data fetch nih-pancreas is not available; download Pancreas-CT with TCIA's NBIA Data "
+                         "Retriever (README, section Real data), then run aunet data convert nih-pancreas.")
+    result = fetch_msd_pancreas(args.dest, args.url or MSD_PANCREAS_URL, args.md5 or MSD_PANCREAS_MD5,
+                                archive=args.from_file, keep_archive=args.keep_archive, progress=not args.quiet)
+    if result.status == "complete already":
+        print(f"{result.folder} is complete already ({result.cases} labelled cases); nothing to do.")
+    else:
+        print(f"wrote {result.cases} labelled cases to {result.folder} (split files: {', '.join(result.splits)}); "
+              f"next: aunet data check {result.folder}, then train with --label-map msd-pancreas")
+    return 0
+
+
+def _data_convert(args: argparse.Namespace) -> int:
+    from aunet.data.nih import convert_nih_pancreas
+
+    report = convert_nih_pancreas(args.dicom, args.labels, args.out, args.overwrite, progress=not args.quiet)
+    print(report.summary())
+    print(f"next: aunet data check {report.out}, then train with --label-map nih-pancreas")
+    return 0
+
+
+def _data_split(args: argparse.Namespace) -> int:
+    from aunet.data import read_dataset
+    from aunet.data.splits import PAPER_SPLITS, write_paper_splits
+
+    unknown = sorted(set(args.names) - set(PAPER_SPLITS))
+    if unknown:
+        raise AunetError(f"Unknown split(s) {', '.join(unknown)}; expected some of: {', '.join(PAPER_SPLITS)}.")
+    info = read_dataset(args.folder)
+    written = write_paper_splits(info.root, [c.case_id for c in info.cases], args.names, args.seed)
+    for path in written:
+        splits = json.loads(path.read_text())
+        print(f"wrote {path}: {' / '.join(f'{len(splits[k])} {k}' for k in ('train', 'val', 'test'))}")
+    skipped = sorted(set(args.names) - {p.stem for p in written})
+    if skipped:
+        print(f"not written (too few of the {len(info.cases)} cases): {', '.join(skipped)}")
+    return 0
+
+
+def _data_prepare(args: argparse.Namespace) -> int:
+    import time
+
+    from aunet.data import prepare_dataset
+
+    if args.workers < 1:
+        raise AunetError(f"--workers {args.workers} is not valid; expected a positive integer.")
+    cfg = config_from_args(args)
+    start = time.perf_counter()
+    ds = prepare_dataset(cfg, progress=not args.quiet, workers=args.workers)
+    seconds = time.perf_counter() - start
+    n = len(ds.train) + len(ds.val) + len(ds.test)
+    print(f"{n} cases of {cfg.data_dir} preprocessed in {ds.folder} ({seconds:.1f} s, {seconds / n:.2f} s/case with "
+          f"{args.workers} worker(s); "
+          f"split {len(ds.train)} train / {len(ds.val)} val / {len(ds.test)} test)")
+    return 0
+
+
 def _data_separability(args: argparse.Namespace) -> int:
     from aunet.data.separability import separability_report
 
@@ -95,7 +161,7 @@ def _data_separability(args: argparse.Namespace) -> int:
 def _add_data(sub: argparse._SubParsersAction) -> None:
     from aunet.data.phantom import DOMAINS
 
-    data = sub.add_parser("data", help="make a phantom dataset, fetch a real CT, check a dataset folder")
+    data = sub.add_parser("data", help="make a phantom dataset, fetch or convert real CT, check and prepare a folder")
     actions = data.add_subparsers(dest="data_command", metavar="ACTION")
     data.set_defaults(func=lambda args: data.print_help() or 2)
     ph = actions.add_parser("phantom", help="write synthetic abdominal CT phantoms (Decathlon layout)")
@@ -106,13 +172,44 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     ph.add_argument("--size", type=_size, default=None, help="voxels X,Y,Z over a 40x32x25.6 cm field of view")
     ph.add_argument("--overwrite", action="store_true", help="replace an existing folder")
     ph.set_defaults(func=_data_phantom)
-    ex = actions.add_parser("example-ct", help="fetch a real abdominal CT (TotalSegmentator's example, from PyPI) "
-                                              "as a Decathlon folder")
+    ex = actions.add_parser("example-ct", help="fetch a real abdominal CT (TotalSegmentator's example, through "
+                                              "pip download) as a Decathlon folder")
     ex.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
     ex.add_argument("--archive", default=None,
                     help="an already downloaded totalsegmentator-2.18.0.tar.gz (default: fetch and cache it)")
     ex.add_argument("--overwrite", action="store_true", help="replace an existing folder")
     ex.set_defaults(func=_data_example_ct)
+    fe = actions.add_parser("fetch", help="download, verify and unpack a public dataset (MSD Task07_Pancreas)")
+    fe.add_argument("dataset", choices=("msd-pancreas", "nih-pancreas"), help="which dataset")
+    fe.add_argument("--dest", required=True, help="parent folder: the dataset lands in DEST/Task07_Pancreas")
+    fe.add_argument("--url", default=None, help="another mirror of the same tar")
+    fe.add_argument("--md5", default=None, help="the md5 of the tar at --url (default: the Decathlon tar's)")
+    fe.add_argument("--from", dest="from_file", default=None, help="a Task07_Pancreas.tar you already have")
+    fe.add_argument("--keep-archive", action="store_true", help="keep the downloaded tar after unpacking it")
+    fe.add_argument("--quiet", action="store_true", help="no progress bars")
+    fe.set_defaults(func=_data_fetch)
+    co = actions.add_parser("convert", help="convert NIH Pancreas-CT (DICOM + NIfTI labels) to a Decathlon folder")
+    co.add_argument("dataset", choices=("nih-pancreas",), help="which dataset")
+    co.add_argument("--dicom", required=True, help="the Pancreas-CT folder of PANCREAS_NNNN series (or its parent)")
+    co.add_argument("--labels", required=True, help="the folder holding label00NN.nii.gz")
+    co.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
+    co.add_argument("--overwrite", action="store_true", help="replace an existing folder")
+    co.add_argument("--quiet", action="store_true", help="no progress bar")
+    co.set_defaults(func=_data_convert)
+    sp = actions.add_parser("split", help="save the paper's seeded train/val/test splits in FOLDER/splits/")
+    sp.add_argument("folder", help="dataset folder (with dataset.json, imagesTr/, labelsTr/)")
+    sp.add_argument("--names", type=lambda t: [n for n in t.split(",") if n], default=["120_30", "30_120", "61_21"],
+                    help="which of 120_30, 30_120, 61_21 (default: all three)")
+    sp.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
+    sp.set_defaults(func=_data_split)
+    pr = actions.add_parser("prepare", help="preprocess a dataset into its cache, in parallel processes",
+                            description="Resample and normalise every case of the split as `aunet train` would "
+                                        "(same Config options), WORKERS cases at a time.")
+    add_config_arguments(pr)
+    pr.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                    help="processes, each holding one case in memory (default: one per CPU core)")
+    pr.add_argument("--quiet", action="store_true", help="no progress bar")
+    pr.set_defaults(func=_data_prepare)
     ck = actions.add_parser("check", help="validate a Decathlon or nnU-Net v2 folder and summarise it")
     ck.add_argument("folder", help="dataset folder (with dataset.json, imagesTr/, labelsTr/)")
     ck.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -34,7 +34,8 @@ class Config:
 
     # --- data ----------------------------------------------------------------------------------
     data_dir: str = "data/phantom"  # a Decathlon or nnU-Net v2 layout folder
-    label_map: dict[str, int] = field(default_factory=dict)  # remap source labels, e.g. {"2": 1}
+    label_map: dict[str, int] = field(default_factory=dict)  # remap source labels, e.g. {"2": 1}, or a
+    # convention's name: "msd-pancreas" (pancreas and tumour -> 2), "nih-pancreas" (aunet.labels.label_map)
     spacing: float = 2.0  # target isotropic voxel spacing in mm (paper: 2.00 mm)
     patch_size: tuple[int, int, int] = (160, 160, 96)  # training patch (x, y, z) in voxels
     intensity_range: tuple[float, float] = (-200.0, 300.0)  # HU clip window before z-scoring
@@ -42,6 +43,7 @@ class Config:
     augment: bool = True  # flips, rotation +-15 deg, translation +-10 %, zoom 0.7-1.3
     val_fraction: float = 0.1
     test_fraction: float = 0.2
+    split_file: str = ""  # a saved split (aunet.data.splits) used instead of the seeded one; "" = draw it
     cache_dir: str = ""  # preprocessed-volume cache; "" = <data_dir>/.aunet_cache
 
     # --- training ------------------------------------------------------------------------------
@@ -156,6 +158,10 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
                 raise TypeError(f"{len(args)} values")
             return value
         if origin is dict:
+            if isinstance(value, str) and not value.lstrip().startswith("{"):
+                from aunet.labels import label_map
+
+                return label_map(value.strip())  # a convention's name; unknown names: one AunetError sentence
             if isinstance(value, str):
                 value = json.loads(value)
             if not isinstance(value, dict):
@@ -191,7 +197,7 @@ def _describe(hint: Any) -> str:
         n = "several" if args[-1] is Ellipsis else str(len(args))
         return f"{n} {args[0].__name__} values, e.g. 160,160,96"
     if origin is dict:
-        return 'a JSON mapping such as {"2": 1}'
+        return 'a JSON mapping such as {"2": 1} or a label convention\'s name such as msd-pancreas'
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
 
 

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from aunet.config import Config
+from aunet.data.splits import find_split_file
 from aunet.errors import AunetError
 from aunet.run import RunFolder
 from aunet.train import RESUMABLE_CHANGES
@@ -94,7 +95,10 @@ def experiment_config(name: str, model: str, base: Config, runs_dir: str | Path,
                       experiments: Mapping[str, Experiment] | None = None) -> Config:
     """The Config of one run: `base` with the experiment's dataset, split, overrides, seed, out_dir and init checkpoint.
 
-    seed: the run's Config.seed (None: base.seed); it seeds the split, the initial weights and the batches.
+    seed: the run's Config.seed (None: base.seed); it seeds the initial weights and the batches, and the split
+    too when the dataset folder holds no split file for the experiment's fractions (aunet.data.splits: the
+    phantom writes its own, `aunet data split DIR` writes them for any folder), so that every run of a table
+    uses the same cases.
     """
     experiments = EXPERIMENTS if experiments is None else experiments
     if name not in experiments:
@@ -108,7 +112,10 @@ def experiment_config(name: str, model: str, base: Config, runs_dir: str | Path,
     seed = base.seed if seed is None else seed
     init = str(RunFolder(run_dir_of(runs_dir, exp.init_from, model, seed)).checkpoint_path("best")) \
         if exp.init_from else ""
-    return Config.from_dict({**datasets[exp.dataset], **exp.overrides, "model": model, "seed": seed,
+    data_dir = datasets[exp.dataset].get("data_dir", base.data_dir)
+    split_file = find_split_file(data_dir, exp.test_fraction, exp.val_fraction)  # the dataset's own, if saved
+    return Config.from_dict({"split_file": split_file, **datasets[exp.dataset], **exp.overrides, "model": model,
+                             "seed": seed,
                              "test_fraction": exp.test_fraction, "val_fraction": exp.val_fraction,
                              "out_dir": str(run_dir_of(runs_dir, name, model, seed)), "init_checkpoint": init},
                             base=base)

@@ -1,12 +1,16 @@
 """`aunet data example-ct`: a stand-in archive with the same member names goes through the real code path.
 
-The real archive (TotalSegmentator 2.18.0 from PyPI, 38 MB) is not fetched in tests; its members are
-replaced by small NIfTI files and its pinned sha256 by the stand-in's.
+The real archive (TotalSegmentator 2.18.0's sdist, 38 MB, through `pip download`) is not fetched in tests:
+pip's subprocess is replaced by one that writes the stand-in, whose sha256 replaces the pinned one.
 """
 import hashlib
 import io
 import json
+import shutil
+import subprocess
+import sys
 import tarfile
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -15,6 +19,7 @@ import pytest
 from aunet.cli import main
 from aunet.data import example_ct
 from aunet.data.nifti import save_nifti
+from aunet.errors import AunetError
 
 LAS = np.array([[-3.0, 0, 0, 90], [0, 3.0, 0, -60], [0, 0, 3.0, -40], [0, 0, 0, 1]])
 
@@ -73,18 +78,57 @@ def test_writes_a_decathlon_folder_with_ct150_labels(tmp_path, archive, capsys):
 
 def test_cached_archive_is_used_without_download(tmp_path, archive, monkeypatch):
     path, _, _ = archive
-    monkeypatch.setattr(example_ct, "ARCHIVE_URL", "http://127.0.0.1:9/never-fetched.tar.gz")
+    monkeypatch.setattr(example_ct.subprocess, "run", lambda *a, **k: pytest.fail("pip was called"))
     assert example_ct.fetch_archive(cache=tmp_path, progress=False) == path
 
 
+def test_archive_comes_through_pip_download(tmp_path, archive, monkeypatch):
+    """`pip download` (this Python's pip, the user's index and proxy) fetches the sdist; it is checked and cached."""
+    path, _, _ = archive
+    calls = []
+
+    def fake_pip(command, **kwargs):
+        calls.append(command)
+        dest = Path(command[command.index("--dest") + 1])
+        shutil.copy(path, dest / example_ct.ARCHIVE_NAME)
+        return subprocess.CompletedProcess(command, 0, stderr="")
+
+    monkeypatch.setattr(example_ct.subprocess, "run", fake_pip)
+    cache = tmp_path / "cache"
+    got = example_ct.fetch_archive(cache=cache, progress=False)
+    assert got == cache / example_ct.ARCHIVE_NAME and got.read_bytes() == path.read_bytes()
+    assert calls[0][:8] == [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                            "totalsegmentator==2.18.0"]
+    assert sorted(p.name for p in cache.iterdir()) == [example_ct.ARCHIVE_NAME]  # pip's temporary folder is gone
+
+
 def test_download_failure_is_one_sentence(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(example_ct, "ARCHIVE_URL", (tmp_path / "missing.tar.gz").as_uri())
+    stderr = ("WARNING: Retrying (Retry(total=4)) after connection broken\n"
+              "ERROR: Could not find a version that satisfies the requirement totalsegmentator==2.18.0\n"
+              "ERROR: No matching distribution found for totalsegmentator==2.18.0\n")
+    monkeypatch.setattr(example_ct.subprocess, "run", lambda command, **k: subprocess.CompletedProcess(command, 1, stderr=stderr))
     monkeypatch.setenv("AUNET_CACHE", str(tmp_path / "cache"))
     assert main(["data", "example-ct", "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("aunet data: error: ") and "download failed" in err and "--archive" in err
-    assert "\n" not in err and not (tmp_path / "out").exists()
+    assert err.startswith("aunet data: error: pip download totalsegmentator==2.18.0 failed (ERROR: No matching")
+    assert "--archive" in err and "\n" not in err and not (tmp_path / "out").exists()
     assert [p.name for p in (tmp_path / "cache").iterdir()] == []  # no partial download left behind
+
+
+def test_pip_archive_with_another_sha256_is_refused(tmp_path, archive, monkeypatch, capsys):
+    def fake_pip(command, **kwargs):
+        (Path(command[command.index("--dest") + 1]) / example_ct.ARCHIVE_NAME).write_bytes(b"tampered")
+        return subprocess.CompletedProcess(command, 0, stderr="")
+
+    monkeypatch.setattr(example_ct.subprocess, "run", fake_pip)
+    with pytest.raises(AunetError, match="does not match its sha256"):
+        example_ct.fetch_archive(cache=tmp_path / "cache", progress=False)
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == []
+
+
+def test_no_url_in_the_module():
+    source = Path(example_ct.__file__).read_text()
+    assert "://" not in source and "pythonhosted" not in source
 
 
 def test_wrong_archive_is_refused(tmp_path, archive, capsys):

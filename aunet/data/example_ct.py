@@ -10,7 +10,9 @@ carries two real CT volumes in its tests:
 - `tests/reference_files/aorta_report/example_ct.nii.gz`: a second CT, 233 x 167 x 191 voxels of
   1.5 mm stored LPS, no segmentation.
 
-This module downloads that archive once (sha256-checked, cached), and writes a Decathlon folder:
+This module obtains that archive once with `pip download` (so through the index, mirror or proxy the
+user's pip is configured for; no host is written here), checks its sha256, caches it, and writes a
+Decathlon folder:
 the first CT as `imagesTr/` + `labelsTr/` with its labels mapped to the paper's CT-150 convention
 (0 background, 1 spleen, 2 pancreas, 3 kidney), the second as an unlabelled `imagesTs/` image.
 Image files are copied byte for byte, so `aunet data check` sees the scanner's own headers.
@@ -21,10 +23,10 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tarfile
 import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +37,7 @@ from aunet.io import atomic_folder, refuse_nonempty
 from aunet.labels import CT150, TOTALSEG_TO_CT150
 
 ARCHIVE_NAME = "totalsegmentator-2.18.0.tar.gz"
-ARCHIVE_URL = ("https://files.pythonhosted.org/packages/c3/53/7d654d2ec3fcb801ae54d318b0ffc18021aed528bf4e4df0"
-               "753caf0c8a73/" + ARCHIVE_NAME)
+REQUIREMENT = "totalsegmentator==2.18.0"  # its source distribution, through pip's configured index
 ARCHIVE_SHA256 = "5d4223ef93973bc36d710869d11e7742ead2c154c72f7f9edcaaadd5b6c4bd03"
 _PREFIX = "totalsegmentator-2.18.0/tests/reference_files/"
 MEMBERS = {
@@ -60,33 +61,37 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def fetch_archive(cache: str | Path | None = None, progress: bool = True) -> Path:
-    """The TotalSegmentator source archive: from the cache, else downloaded from PyPI and verified."""
-    from tqdm.auto import tqdm
+def pip_download_command(dest: str | Path) -> list[str]:
+    """The pip command that fetches the source archive into `dest` (this Python's pip, the user's pip settings)."""
+    return [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", REQUIREMENT,
+            "--dest", str(dest), "--disable-pip-version-check"]
 
+
+def fetch_archive(cache: str | Path | None = None, progress: bool = True) -> Path:
+    """The TotalSegmentator source archive: from the cache, else through `pip download`, sha256-verified."""
     path = Path(cache or default_cache()) / ARCHIVE_NAME
     if path.is_file() and _sha256(path) == ARCHIVE_SHA256:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{ARCHIVE_NAME}.", dir=path.parent)
-    try:
-        with urllib.request.urlopen(ARCHIVE_URL, timeout=60) as response, os.fdopen(fd, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=ARCHIVE_NAME, disable=not progress) as bar:
-                for block in iter(lambda: response.read(1 << 16), b""):
-                    out.write(block)
-                    bar.update(len(block))
-        if _sha256(Path(tmp)) != ARCHIVE_SHA256:
-            raise AunetError(f"{ARCHIVE_URL}: the download does not match its sha256 {ARCHIVE_SHA256}; "
-                             "try again, or pass --archive with a verified copy.")
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache file can be read like any other
-        os.replace(tmp, path)
-    except (urllib.error.URLError, OSError) as e:
-        raise AunetError(f"{ARCHIVE_URL}: download failed ({getattr(e, 'reason', e)}); download it by hand "
-                         f"(or `pip download --no-deps --no-binary :all: totalsegmentator==2.18.0`) and pass "
-                         f"--archive PATH.") from None
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".pip-download-", dir=path.parent) as tmp:
+        command = pip_download_command(tmp)
+        try:  # pip prints its own progress on stdout; its errors are kept for the message
+            done = subprocess.run(command, stdout=None if progress else subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  text=True)
+        except OSError as e:
+            done = subprocess.CompletedProcess(command, 1, stderr=str(e))
+        got = Path(tmp) / ARCHIVE_NAME
+        if done.returncode != 0 or not got.is_file():
+            lines = [line.strip() for line in (done.stderr or "").splitlines() if line.strip()]
+            why = next((line for line in reversed(lines) if line.startswith("ERROR")), lines[-1] if lines else
+                       f"{ARCHIVE_NAME} not among the files it saved")
+            raise AunetError(f"pip download {REQUIREMENT} failed ({why}); check pip's index settings "
+                             f"(`pip config list`), or fetch {ARCHIVE_NAME} elsewhere and pass --archive PATH.")
+        if _sha256(got) != ARCHIVE_SHA256:
+            raise AunetError(f"pip download {REQUIREMENT}: the archive does not match its sha256 {ARCHIVE_SHA256}; "
+                             "expected TotalSegmentator's published source archive (is the index a faithful mirror?).")
+        os.chmod(got, 0o644)
+        os.replace(got, path)
     return path
 
 
@@ -143,8 +148,8 @@ def write_example_ct(out: str | Path, archive: str | Path | None = None, cache: 
             "numTraining": 1, "numTest": 1,
             "training": [{"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"}],
             "test": [f"./imagesTs/{TEST_CASE}.nii.gz"],
-            "aunet": {"source": ARCHIVE_URL, "sha256": ARCHIVE_SHA256, "members": MEMBERS,
-                      "label_map": {str(k): v for k, v in TOTALSEG_TO_CT150.items()}},
+            "aunet": {"source": f"pip download {REQUIREMENT} (source distribution)", "sha256": ARCHIVE_SHA256,
+                      "members": MEMBERS, "label_map": {str(k): v for k, v in TOTALSEG_TO_CT150.items()}},
         }
         (tmp / "dataset.json").write_text(json.dumps(meta, indent=1) + "\n")
     return out

@@ -1,7 +1,13 @@
 """A dataset ready for training: validated, preprocessed once into a cache, split into train/val/test.
 
-    ds = prepare_dataset(cfg)          # validates cfg.data_dir, fills the cache, writes splits.json
-    vol = ds.load(ds.train[0])         # Volume: image (X, Y, Z) float32, label uint8, geometry
+    ds = prepare_dataset(cfg)             # validates cfg.data_dir, fills the cache, writes splits.json
+    ds = prepare_dataset(cfg, workers=8)  # the same, 8 cases at a time in 8 processes (aunet data prepare;
+                                          # a script doing this needs the `if __name__ == "__main__":` guard)
+    vol = ds.load(ds.train[0])            # Volume: image (X, Y, Z) float32, label uint8, geometry
+
+The split is cfg.split_file's when one is named (aunet.data.splits), else drawn from cfg.seed.
+Preprocessing at scale: each worker process reads, resamples and writes one case at a time and sends
+back nothing but its name, so memory stays at `workers` cases, whatever the dataset's size.
 
 Cache: `<cache_dir>/<settings key>/<case>.npz` (cache_dir "" = <data_dir>/.aunet_cache). The key
 hashes the settings that change the preprocessed arrays (spacing, intensity_range, label_map,
@@ -11,7 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 from collections import OrderedDict
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +29,7 @@ from aunet.config import Config
 from aunet.data.datasets import Case, DatasetInfo, make_splits, read_dataset, save_splits
 from aunet.data.nifti import check_affine, check_pair, load_nifti, read_data
 from aunet.data.preprocess import Geometry, Volume, foreground_points, preprocess_arrays, remap_labels
+from aunet.data.splits import read_split_file
 from aunet.errors import AunetError
 from aunet.io import atomic_write, atomic_write_text
 
@@ -75,29 +85,56 @@ class PreparedDataset:
     def path(self, case_id: str) -> Path:
         return self.folder / f"{case_id}.npz"
 
+    def is_current(self, case_id: str) -> bool:
+        """True when the cache entry exists and was built from the case's present files."""
+        path = self.path(case_id)
+        if not path.is_file():
+            return False
+        try:
+            with np.load(path) as stored:
+                return str(stored["source"]) == fingerprint(self._cases[case_id])
+        except (OSError, ValueError, KeyError):
+            return False  # unreadable cache entry (e.g. interrupted): rebuild it
+
     def ensure(self, case_id: str) -> bool:
         """Build the cache entry unless a valid one exists; True when it was (re)built."""
-        case = self._cases[case_id]
-        path = self.path(case_id)
-        if path.is_file():
-            try:
-                with np.load(path) as stored:
-                    if str(stored["source"]) == fingerprint(case):
-                        return False
-            except (OSError, ValueError, KeyError):
-                pass  # unreadable cache entry (e.g. interrupted): rebuild it
-        volume = build_volume(case, self.info, self.cfg)
-        arrays = {"image": volume.image, "label": volume.label, "source": np.array(fingerprint(case)),
-                  **{f"geometry_{k}": v for k, v in volume.geometry.to_dict().items()},
-                  **{f"fg_{k}": v for k, v in volume.foreground.items()}}
-
-        def write(tmp: str) -> None:
-            with open(tmp, "wb") as f:
-                np.savez(f, **arrays)
-
-        atomic_write(path, write)
+        if self.is_current(case_id):
+            return False
+        write_entry(self._cases[case_id], self.info, self.cfg, self.path(case_id))
         self._memory.pop(case_id, None)
         return True
+
+    def ensure_all(self, case_ids: list[str], workers: int = 1, progress: bool = True) -> int:
+        """Build the missing or stale cache entries of `case_ids`, in `workers` processes; returns how many."""
+        from tqdm.auto import tqdm
+
+        todo = [c for c in case_ids if not self.is_current(c)]
+        with tqdm(total=len(case_ids), initial=len(case_ids) - len(todo), desc="preprocess", unit="case",
+                  disable=not progress, leave=False) as bar:
+            if workers <= 1 or len(todo) <= 1:
+                for case_id in todo:
+                    self.ensure(case_id)
+                    bar.update()
+                return len(todo)
+            # spawn, not fork: the parent may hold torch's threads, which a forked child would inherit locked
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(min(workers, len(todo)), mp_context=context) as pool:
+                futures = {pool.submit(write_entry, self._cases[c], self.info, self.cfg, self.path(c)) for c in todo}
+                while futures:
+                    done, futures = wait(futures, return_when=FIRST_EXCEPTION)
+                    for future in done:
+                        error = future.exception()
+                        if isinstance(error, BrokenProcessPool):
+                            raise AunetError(f"A preprocessing process for {self.info.root} died (out of memory, or a "
+                                             "script without `if __name__ == '__main__':` around its code); use fewer "
+                                             "workers.") from None
+                        if error is not None:
+                            for other in futures:
+                                other.cancel()
+                            raise error
+                        bar.update()
+            self._memory.clear()
+        return len(todo)
 
     def load(self, case_id: str) -> Volume:
         """The preprocessed Volume of `case_id` (from memory, else from the cache)."""
@@ -117,18 +154,35 @@ class PreparedDataset:
         return volume
 
 
-def prepare_dataset(cfg: Config, progress: bool = True) -> PreparedDataset:
-    """Validate cfg.data_dir, preprocess every case into the cache (once) and make the seeded split."""
-    from tqdm.auto import tqdm
+def write_entry(case: Case, info: DatasetInfo, cfg: Config, path: Path) -> str:
+    """Preprocess one case and write its cache file atomically (runs in worker processes); returns the case id."""
+    volume = build_volume(case, info, cfg)
+    arrays = {"image": volume.image, "label": volume.label, "source": np.array(fingerprint(case)),
+              **{f"geometry_{k}": v for k, v in volume.geometry.to_dict().items()},
+              **{f"fg_{k}": v for k, v in volume.foreground.items()}}
 
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+    atomic_write(path, write)
+    return case.case_id
+
+
+def prepare_dataset(cfg: Config, progress: bool = True, workers: int = 1) -> PreparedDataset:
+    """Validate cfg.data_dir, preprocess the split's cases into the cache (once, in `workers` processes), split it."""
     info = read_dataset(cfg.data_dir)
     key = settings_key(cfg)
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     root = cache_root(cfg)
     folder = root / digest
-    splits = make_splits([c.case_id for c in info.cases], cfg.val_fraction, cfg.test_fraction, cfg.seed)
+    if cfg.split_file:
+        splits = read_split_file(cfg.split_file, [c.case_id for c in info.cases])
+        settings = {"split_file": cfg.split_file}
+    else:
+        splits = make_splits([c.case_id for c in info.cases], cfg.val_fraction, cfg.test_fraction, cfg.seed)
+        settings = {"seed": cfg.seed, "val_fraction": cfg.val_fraction, "test_fraction": cfg.test_fraction}
     splits_path = root / "splits.json"
-    settings = {"seed": cfg.seed, "val_fraction": cfg.val_fraction, "test_fraction": cfg.test_fraction}
     try:
         folder.mkdir(parents=True, exist_ok=True)
         if not (folder / "settings.json").is_file():
@@ -141,6 +195,6 @@ def prepare_dataset(cfg: Config, progress: bool = True) -> PreparedDataset:
     except json.JSONDecodeError:
         save_splits(splits_path, splits, **settings)
     dataset = PreparedDataset(info, cfg, splits, folder, splits_path)
-    for case in tqdm(info.cases, desc="preprocess", unit="case", disable=not progress, leave=False):
-        dataset.ensure(case.case_id)
+    used = set(splits["train"] + splits["val"] + splits["test"])
+    dataset.ensure_all([c.case_id for c in info.cases if c.case_id in used], workers, progress)
     return dataset

@@ -114,7 +114,7 @@ def preprocess_arrays(image: np.ndarray, affine: np.ndarray, cfg: Config,
     ras_spacing = canonical_spacing(affine, ornt)
     target = [max(1, int(round(n * s / cfg.spacing))) for n, s in zip(image.shape, ras_spacing)]
     canonical_shape = tuple(int(n) for n in image.shape)
-    image = normalise(resample(image.astype(np.float32), target, order=1), cfg.intensity_range)
+    image = normalise(resample(image.astype(np.float32, copy=False), target, order=1), cfg.intensity_range)
     image, pad = pad_to_multiple(image, float(image.min()))
     if label is not None:
         label, _ = to_canonical(label, affine)
@@ -153,16 +153,16 @@ def check_label_values(values: np.ndarray, declared: dict[int, str], path) -> No
 
 def remap_labels(label: np.ndarray, declared: dict[int, str], cfg: Config, path) -> np.ndarray:
     """Check label values against the declared ones, then apply cfg.label_map (source -> model label)."""
-    check_label_values(np.unique(label), declared, path)
+    values = np.unique(label)
+    check_label_values(values, declared, path)  # declared values are 0..255: uint8 holds them
     lut = np.arange(256, dtype=np.int64)
     for source, target in cfg.label_map.items():
         lut[int(source)] = int(target)
-    out = lut[label.astype(np.int64)]
-    too_big = sorted(set(int(v) for v in np.unique(out)) - set(range(cfg.num_classes)))
+    too_big = sorted(set(int(lut[int(v)]) for v in values) - set(range(cfg.num_classes)))
     if too_big:
         raise AunetError(f"{path}: label value(s) {too_big} after label_map {cfg.label_map} are >= "
                          f"num_classes={cfg.num_classes}; set label_map to map them to model labels.")
-    return out.astype(np.uint8)
+    return lut.astype(np.uint8)[label.astype(np.uint8)]  # uint8 throughout: 1 byte a voxel, not 8 (512^2 x 100 CTs)
 
 
 def foreground_points(label: np.ndarray) -> dict[int, np.ndarray]:
