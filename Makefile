@@ -1,19 +1,24 @@
 # aunet: two commands do all the set-up on a fresh machine:
-#   make reproduce   builds the environment, makes the synthetic data, executes every notebook with
+#   make reproduce   builds the environment, makes the synthetic data, executes notebooks 01-07 with
 #                    papermill into results/executed/, regenerates figures/ and the runs in results/runs/
 #   make test        builds the environment and runs the tests (unit + notebook tests)
+#   make study       notebook 08's pre-registered study "does attention help?" (42 runs; estimated at about
+#                    1 h 40 min on 2 CPU cores, see README): run folders in results/runs/study/ (an interrupted study continues),
+#                    tables results/tables/study_*, figures/study_forest.png and study_focus.png
 # Other targets: setup (the environment only), lab (JupyterLab on the project's kernel), clean.
 
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.aunet-installed
-NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+STUDY     := notebooks/08_does_attention_help.ipynb
+# make reproduce runs every notebook but the study, which has its own target (make study)
+NOTEBOOKS := $(filter-out $(STUDY),$(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb)))
 EXECUTED  := results/executed
 # Extra papermill parameters for every notebook, e.g. make reproduce PARAMS="-p profile paper"
 PARAMS ?=
 
-.PHONY: setup test browser reproduce lab data clean lock
+.PHONY: setup test browser reproduce study lab data clean lock
 
 setup: $(STAMP)
 
@@ -51,6 +56,13 @@ reproduce: setup data
 	  $(VENV)/bin/papermill --kernel aunet --cwd notebooks $(PARAMS) "$$nb" "$(EXECUTED)/$$(basename $$nb)"; \
 	done
 	@echo "Executed notebooks are in $(EXECUTED)/, figures in figures/, run folders (with evaluation CSVs) in results/runs/."
+
+study: setup data
+	mkdir -p $(EXECUTED)
+	@start=$$(date +%s); \
+	$(VENV)/bin/papermill --kernel aunet --cwd notebooks $(PARAMS) $(STUDY) $(EXECUTED)/$(notdir $(STUDY)) && \
+	echo "make study: $$(( ($$(date +%s) - start) / 60 )) min on $$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $$(nproc) cores"
+	@echo "Executed notebook in $(EXECUTED)/, tables in results/tables/study_*, figures in figures/study_*.png."
 
 lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=. notebooks/01_attention_gate.ipynb

@@ -119,12 +119,12 @@ def study_conditions(base: Config) -> dict[str, Condition]:
     recipe = _paper_recipe(base)
     wide = _window(base, PHANTOM_OPTIONS["wide_fov"])
     rows = [
-        Condition("baseline", "baseline (quick, 120/30)", "nothing: the quick profile on the CT-150 stand-in, 120/30",
+        Condition("baseline", "baseline (120/30)", "nothing: the baseline Config on the CT-150 stand-in, 120/30",
                   spec("baseline")),
         Condition("steps_2x", "2x the steps", f"{longer} epochs instead of {base.epochs}, the same schedule continued",
                   spec("steps_2x", epochs=longer, snapshot_epochs=snapshots), continues="baseline"),
-        Condition("paper_recipe", "the paper's recipe", "the paper's training where the quick profile departs from "
-                  "it: " + ", ".join(f"{k} {v}" for k, v in recipe.items()), spec("paper_recipe", **recipe)),
+        Condition("paper_recipe", "the paper's recipe", "the paper's training where the baseline departs from it: "
+                  + ", ".join(f"{k} {v}" for k, v in recipe.items()), spec("paper_recipe", **recipe)),
         Condition("less_data", "less data (30/120)", f"the paper's 30/120 proportion: test fraction "
                   f"{less.test_fraction:g}, validation {less.val_fraction:g}", spec("less_data", source=less),
                   paper=LESS_DATA),
@@ -137,10 +137,10 @@ def study_conditions(base: Config) -> dict[str, Condition]:
                      else ""),
                   spec("wide_fov", dataset="wide_fov",
                        **({"inference_patch_size": wide} if wide != base.inference_patch_size else {}))),
-        Condition("one_gate", "one gate per level", "Attention U-Net with 1 gate per level (quick: "
+        Condition("one_gate", "one gate per level", "Attention U-Net with 1 gate per level (baseline: "
                   f"{base.gates_per_level}); compared with the baseline's U-Net", spec("one_gate", gates_per_level=1),
                   models=("attention_unet",), unet_from="baseline"),
-        Condition("bottleneck", "bottleneck gating", "every level gated by the bottleneck signal (quick: "
+        Condition("bottleneck", "bottleneck gating", "every level gated by the bottleneck signal (baseline: "
                   f"{base.gating}); compared with the baseline's U-Net", spec("bottleneck", gating="bottleneck"),
                   models=("attention_unet",), unet_from="baseline"),
     ]
@@ -345,3 +345,15 @@ def focus_points(results: Sequence[Result]) -> list[tuple[str, float, float]]:
     """(condition, focus, that seed's Dice difference) per Attention U-Net run, for plot_focus_vs_gain."""
     return [(r.condition.title, r.focus[s][1], r.per_seed[s]["dice"].mean) for r in results
             for s in sorted(set(r.focus) & set(r.per_seed))]
+
+
+def write_results(results: Sequence[Result], out_dir: str | Path) -> tuple[Table, Table, list[str]]:
+    """Write study_differences.md/.csv, study_focus.md/.csv and study_conclusions.md; returns the tables and sentences."""
+    from aunet.io import atomic_write_text
+
+    table, per_seed = results_table(results), focus_table(results)
+    for t in (table, per_seed):
+        t.write(out_dir)
+    sentences = conclusions(table)
+    atomic_write_text(Path(out_dir) / "study_conclusions.md", "".join(f"- {s}\n" for s in sentences))
+    return table, per_seed, sentences

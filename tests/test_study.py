@@ -117,11 +117,11 @@ def test_table_conclusions_forest_and_focus_come_from_the_records(tmp_path):
     labels, diffs, paper_marks = forest_rows(results)
     assert labels == [r[0] for r in table.rows] and diffs["Dice"][0] == dice and paper_marks["Dice"][0] == paper
     per_seed = focus_table(results)
-    assert [r[:4] for r in per_seed.rows[:2]] == [["baseline (quick, 120/30)", "0", "3.00", "1"],
-                                                  ["baseline (quick, 120/30)", "1", "3.00", "1"]]
+    assert [r[:4] for r in per_seed.rows[:2]] == [["baseline (120/30)", "0", "3.00", "1"],
+                                                  ["baseline (120/30)", "1", "3.00", "1"]]
     seed0 = paired_difference(scores[0][0], scores[0][1]).mean
     assert per_seed.rows[0][4] == f"{seed0:+.3f}"
-    assert focus_points(results)[0] == ("baseline (quick, 120/30)", pytest.approx(3.0), pytest.approx(seed0))
+    assert focus_points(results)[0] == ("baseline (120/30)", pytest.approx(3.0), pytest.approx(seed0))
     assert math.isnan(results[list(conditions).index("one_gate")].focus.get(0, (0, math.nan))[1])
 
 
@@ -151,3 +151,17 @@ def test_twice_the_steps_continues_the_baseline_runs(tmp_path):
     assert len(longer) == 2 * len(first) and longer[0]["train_loss"] == first[0]["train_loss"]
     again = run_study(base, tmp_path / "runs", conditions, datasets, seeds=[0], workers=1, progress=False)
     assert set(again.values()) == {"skipped"}
+
+
+def test_the_notebook_preregisters_the_conditions_that_run():
+    import nbformat
+
+    nb = nbformat.read(Path(__file__).resolve().parents[1] / "notebooks" / "08_does_attention_help.ipynb", 4)
+    top = nb.cells[0].source
+    assert top.index("Pre-registration") < top.index("| `baseline` |")  # written above everything that runs
+    listed = [line.split("`")[1] for line in top.splitlines() if line.startswith("| `")]
+    assert listed == list(study_conditions(baseline_config("quick")))
+    options = PHANTOM_OPTIONS
+    assert "three pancreas-like decoys" in top and options["distractors"].distractors == 3
+    assert f"{options['wide_fov'].fov_scale:g}x in-plane" in top and f"{options['wide_fov'].pancreas_scale:g}x as thick" in top
+    assert all(cell.cell_type == "markdown" for cell in nb.cells[:2])  # nothing runs before the pre-registration
