@@ -4,6 +4,9 @@
 #                    results/reproductions/<time>/, the tables in results/tables/, figures/, the runs in
 #                    results/runs/, and the README's results section regenerated
 #   make test        builds the environment and runs the tests (unit + notebook tests)
+#   make study       notebook 08's pre-registered study "does attention help?" (42 runs; it prints its time
+#                    and CPU): run folders in results/runs/study/ (an interrupted study continues),
+#                    tables results/tables/study_*, figures/study_forest.png and study_focus.png
 # Other targets: setup (the environment only), lab (JupyterLab on the project's kernel), clean.
 
 PYTHON ?= python3
@@ -11,9 +14,11 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.aunet-installed
 # Extra papermill parameters for every notebook that declares them, e.g. make reproduce PARAMS="-p ct150_seeds [0,1,2,3]"
+STUDY    := notebooks/08_does_attention_help.ipynb
+EXECUTED := results/executed
 PARAMS ?=
 
-.PHONY: setup test browser reproduce lab data clean lock
+.PHONY: setup test browser reproduce study lab data clean lock
 
 setup: $(STAMP)
 
@@ -46,6 +51,13 @@ data/phantom/dataset.json: | $(STAMP)
 
 reproduce: setup data
 	$(VENV)/bin/aunet reproduce --profile quick $(PARAMS)
+
+study: setup data
+	mkdir -p $(EXECUTED)
+	@start=$$(date +%s); \
+	$(VENV)/bin/papermill --kernel aunet --cwd notebooks $(PARAMS) $(STUDY) $(EXECUTED)/$(notdir $(STUDY)) && \
+	echo "make study: $$(( ($$(date +%s) - start) / 60 )) min on $$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $$(nproc) cores"
+	@echo "Executed notebook in $(EXECUTED)/, tables in results/tables/study_*, figures in figures/study_*.png."
 
 lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=. notebooks/01_attention_gate.ipynb

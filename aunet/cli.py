@@ -1,6 +1,7 @@
 """The `aunet` command line: the edge of the package. It imports the library; the library never imports it.
 
     aunet data phantom --out data/phantom --cases 30     aunet.data.write_phantom_dataset
+    aunet data phantom --out D --distractors 3           harder phantoms (aunet.data.phantom.PhantomOptions)
     aunet data check data/phantom                        aunet.data.check_folder
     aunet data example-ct --out data/example_ct          aunet.data.example_ct.write_example_ct
     aunet data fetch msd-pancreas --dest data            aunet.data.msd.fetch_msd_pancreas
@@ -66,10 +67,16 @@ def _size(text: str) -> tuple[int, int, int]:
 def _data_phantom(args: argparse.Namespace) -> int:
     from aunet.data import write_phantom_dataset
 
-    out = write_phantom_dataset(args.out, args.cases, args.seed, args.domain, args.size, args.overwrite)
+    from aunet.data.phantom import PhantomOptions
+
+    options = PhantomOptions(args.distractors, args.fov_scale, args.pancreas_scale)
+    out = write_phantom_dataset(args.out, args.cases, args.seed, args.domain, args.size, args.overwrite,
+                                options=options)
     meta = json.loads((out / "dataset.json").read_text())["aunet"]
+    changed = ", ".join(f"{k} {v:g}" for k, v in meta["options"].items() if v != getattr(PhantomOptions(), k))
     print(f"wrote {args.cases} case(s) to {out} ({meta['domain']}, {'x'.join(map(str, meta['size']))} voxels "
-          f"of {' x '.join(f'{s:.3g}' for s in meta['spacing'])} mm, {meta['seconds_per_case']} s/case)")
+          f"of {' x '.join(f'{s:.3g}' for s in meta['spacing'])} mm{', ' + changed if changed else ''}, "
+          f"{meta['seconds_per_case']} s/case)")
     return 0
 
 
@@ -171,6 +178,14 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     ph.add_argument("--domain", default="scanner_a", choices=sorted(DOMAINS), help="imaging settings")
     ph.add_argument("--size", type=_size, default=None, help="voxels X,Y,Z over a 40x32x25.6 cm field of view")
     ph.add_argument("--overwrite", action="store_true", help="replace an existing folder")
+    harder = ph.add_argument_group("harder phantoms (aunet.data.phantom.PhantomOptions; defaults: the default phantom)")
+    harder.add_argument("--distractors", type=int, default=0,
+                        help="pancreas-like decoys (its intensity and texture, labelled background) elsewhere in "
+                             "the abdomen (default 0)")
+    harder.add_argument("--fov-scale", type=float, default=1.0,
+                        help="in-plane field of view x this, spacing kept: more around the body (default 1)")
+    harder.add_argument("--pancreas-scale", type=float, default=1.0,
+                        help="the pancreas's thickness x this, e.g. 0.7 for a smaller one (default 1)")
     ph.set_defaults(func=_data_phantom)
     ex = actions.add_parser("example-ct", help="fetch a real abdominal CT (TotalSegmentator's example, through "
                                               "pip download) as a Decathlon folder")

@@ -41,6 +41,11 @@ SMOKE_PARAMETERS: dict[str, dict[str, object]] = {
                               "runs_dir": "{tmp}/runs", "tables_dir": "{tmp}/tables", "figures_dir": "{tmp}/figures"},
     "07_slice_viewer.ipynb": {"data_dir": "{tmp}/phantom", "cases": 1, "size": [48, 40, 24], "case": 0,
                               "run_dir": "{tmp}/no_run"},
+    "08_does_attention_help.ipynb": {"epochs_scale": 0.025, "iterations_per_epoch": 1, "spacing": 8.0, "seeds": [0],
+                                     "workers": 2, "cases": 8, "phantom_size": [80, 64, 32],
+                                     "data_dir": "{tmp}/phantom", "distractors_data_dir": "{tmp}/phantom_distractors",
+                                     "wide_fov_data_dir": "{tmp}/phantom_wide_fov", "runs_dir": "{tmp}/runs",
+                                     "tables_dir": "{tmp}/tables", "figures_dir": "{tmp}/figures"},
 }
 
 # Notebooks whose stored outputs (cells marked NBVAL_CHECK_OUTPUT) are lessons checked by nbval.

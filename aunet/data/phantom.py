@@ -14,25 +14,45 @@ paper's transfer experiment (train on one dataset, fine-tune on another).
 
 Labels (CT-150): 0 background, 1 spleen, 2 pancreas, 3 kidney. Every case is a pure function of
 its seed: `make_phantom(np.random.default_rng([seed, case_index]))`.
+
+Harder phantoms (`PhantomOptions`, for notebook 08's study of when attention helps; the defaults draw the
+default phantom, byte for byte):
+
+    distractors      pancreas-like decoys elsewhere in the abdomen: curved tubes of the pancreas's size,
+                     drawn with the pancreas's intensity and texture (its lobulated, fatty pockets) but
+                     labelled background, so that local appearance no longer tells the pancreas apart and
+                     only its place (beside the duodenum, over the splenic vein, towards the spleen) does.
+                     They are drawn from a generator of their own (spawned from the case's), after the
+                     anatomy: the same case with decoys has the same body, labels and noise.
+    fov_scale        a larger in-plane field of view (x and y times fov_scale; z unchanged), with the voxel
+                     count scaled so that the spacing stays; the body keeps its size, so there is more
+                     around it (air, table) to search through.
+    pancreas_scale   a thinner pancreas (and thinner decoys): its radii times pancreas_scale, its path
+                     through the abdomen unchanged.
+
+    make_phantom(rng, options=PhantomOptions(distractors=3))
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from scipy import ndimage
 
 from aunet.data.anatomy import Canvas, curve, resample_curve, smooth_noise
+from aunet.errors import AunetError
 from aunet.labels import value
 
 # tissue ids painted by the anatomy; 0 is air
 TISSUES = ("air", "table", "fat", "muscle", "bone", "marrow", "disc", "canal", "rib", "liver",
            "gallbladder", "spleen", "cortex", "medulla", "pelvis", "aorta", "ivc", "vein", "artery",
-           "pancreas", "bowel_wall", "bowel_fluid", "gas", "stool", "stomach_wall", "stomach_fluid")
+           "pancreas", "bowel_wall", "bowel_fluid", "gas", "stool", "stomach_wall", "stomach_fluid",
+           "decoy")  # decoy: a pancreas-like distractor (PhantomOptions.distractors), rendered as the pancreas
 T = {name: i for i, name in enumerate(TISSUES)}
 # painted tissue -> organ it belongs to in the labels; every other tissue is background
 TISSUE_ORGAN = {"spleen": "spleen", "pancreas": "pancreas", "cortex": "kidney", "medulla": "kidney", "pelvis": "kidney"}
 TISSUE_LABEL = {T[tissue]: value(organ) for tissue, organ in TISSUE_ORGAN.items()}  # tissue id -> CT-150 value
+LOOKS_LIKE_PANCREAS = (T["pancreas"], T["decoy"])  # rendered with the pancreas's HU and texture
 
 # (mean HU, sd of the mean between cases, sd of the texture within an organ)
 PORTAL_VENOUS = {
@@ -71,6 +91,33 @@ DOMAINS = {
 }
 
 
+@dataclass(frozen=True)
+class PhantomOptions:
+    """Ways to make the phantom harder (see the module docstring); the defaults draw the default phantom."""
+
+    distractors: int = 0  # pancreas-like decoys, labelled background, elsewhere in the abdomen
+    fov_scale: float = 1.0  # in-plane field of view x this (voxels added, spacing kept; the body keeps its size)
+    pancreas_scale: float = 1.0  # the pancreas's (and the decoys') radii x this
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+    def validate(self) -> None:
+        """AunetError naming the first option whose value cannot work."""
+        if not isinstance(self.distractors, int) or isinstance(self.distractors, bool) or self.distractors < 0:
+            raise AunetError(f"distractors={self.distractors!r} is not valid; expected a whole number >= 0.")
+        if not 1.0 <= self.fov_scale <= 2.0:
+            raise AunetError(f"fov_scale={self.fov_scale!r} is not valid; expected a number from 1 to 2.")
+        if not 0.5 <= self.pancreas_scale <= 1.0:
+            raise AunetError(f"pancreas_scale={self.pancreas_scale!r} is not valid; expected a number from 0.5 to 1.")
+
+
+def field_of_view(domain: str = "scanner_a", options: PhantomOptions | None = None) -> tuple[float, float, float]:
+    """The phantom's field of view in mm (x, y, z) for a domain and options."""
+    fov, scale = DOMAINS[domain].fov_mm, (options or PhantomOptions()).fov_scale
+    return (fov[0] * scale, fov[1] * scale, fov[2])
+
+
 @dataclass
 class Phantom:
     """One generated case: HU image (int16) and label (uint8) in storage order, with their affine."""
@@ -80,32 +127,44 @@ class Phantom:
     affine: np.ndarray  # (4, 4) voxel -> patient mm (RAS+ world, as in NIfTI)
     spacing: tuple[float, float, float]
     info: dict = field(default_factory=dict)
+    decoys: np.ndarray | None = None  # (X, Y, Z) bool, storage order: the pancreas-like distractors (None: none drawn)
 
 
-def make_phantom(rng: np.random.Generator, domain: str = "scanner_a",
-                 size: tuple[int, int, int] | None = None) -> Phantom:
-    """Draw one abdominal CT phantom; the result depends only on the generator's state."""
-    dom = DOMAINS[domain]
-    size = tuple(int(s) for s in (size or dom.size))
-    spacing = tuple(f / n for f, n in zip(dom.fov_mm, size))
+def make_phantom(rng: np.random.Generator, domain: str = "scanner_a", size: tuple[int, int, int] | None = None,
+                 options: PhantomOptions | None = None) -> Phantom:
+    """Draw one abdominal CT phantom; the result depends only on the generator's state (and the options).
+
+    size: voxels over the field of view (default: the domain's, scaled in-plane with options.fov_scale).
+    """
+    dom, options = DOMAINS[domain], options or PhantomOptions()
+    options.validate()
+    fov = field_of_view(domain, options)
+    default_size = (round(dom.size[0] * options.fov_scale), round(dom.size[1] * options.fov_scale), dom.size[2])
+    size = tuple(int(s) for s in (size or default_size))
+    spacing = tuple(f / n for f, n in zip(fov, size))
     canvas = Canvas(size, spacing)
-    _draw_anatomy(canvas, rng)
+    decoys = rng.spawn(1)[0] if options.distractors else None  # spawned first: leaves rng's stream as it is
+    context = _draw_anatomy(canvas, rng, options.pancreas_scale)
+    if decoys is not None:
+        _draw_distractors(canvas, decoys, options.distractors, options.pancreas_scale, **context)
     image = _render(canvas, dom, rng)
     label = np.zeros(size, np.uint8)
     for tissue, label_value in TISSUE_LABEL.items():
         label[canvas.tissue == tissue] = label_value
+    decoy = canvas.tissue == T["decoy"] if decoys is not None else None
     affine = np.diag([*spacing, 1.0])
     affine[:3, 3] = [-(n - 1) / 2 * s for n, s in zip(size, spacing)]  # voxel centres as in Canvas
     if dom.storage == "LPS":  # store x and y reversed, as DICOM-derived files often are
         image, label = image[::-1, ::-1].copy(), label[::-1, ::-1].copy()
+        decoy = None if decoy is None else decoy[::-1, ::-1].copy()
         flip = np.diag([-1.0, -1.0, 1.0, 1.0])
         flip[:2, 3] = [(size[0] - 1), (size[1] - 1)]
         affine = affine @ flip
-    return Phantom(image, label, affine, spacing, {"domain": domain})
+    return Phantom(image, label, affine, spacing, {"domain": domain, **options.to_dict()}, decoy)
 
 
-def _draw_anatomy(c: Canvas, rng: np.random.Generator) -> None:
-    """Paint every structure as tissue ids; sizes and positions vary per case."""
+def _draw_anatomy(c: Canvas, rng: np.random.Generator, pancreas_scale: float = 1.0) -> dict:
+    """Paint every structure as tissue ids; sizes and positions vary per case. Returns where the decoys may go."""
     u = rng.uniform
     X, Y = c.axes[0][:, None, None], c.axes[1][None, :, None]
     Z = c.axes[2][None, None, :]
@@ -151,10 +210,11 @@ def _draw_anatomy(c: Canvas, rng: np.random.Generator) -> None:
     c.cylinder(0, yv - rv - 11, 8, 7, T["canal"])
     cav_x = ax * (1 - (fat_mm + wall_mm) / ay)  # half-width of the abdominal cavity
     free = (c.tissue == T["fat"]) & cavity  # organs only go where visceral fat is
-    _draw_organs(c, rng, free, yv, rv, cav_x, ay, cy)
+    pancreas = _draw_organs(c, rng, free, yv, rv, cav_x, ay, cy, pancreas_scale)
+    return {"cavity": cavity, "pancreas": pancreas, "yv": yv, "cav_x": cav_x, "front": cy + ay * 0.6}
 
 
-def _draw_organs(c: Canvas, rng, free, yv, rv, cav_x, ay, cy) -> None:
+def _draw_organs(c: Canvas, rng, free, yv, rv, cav_x, ay, cy, pancreas_scale: float = 1.0) -> np.ndarray:
     """Viscera, bowel and vessels, from lowest to highest priority (later shapes win)."""
     u, n = rng.uniform, rng.normal
     front = cy + ay * 0.6  # a little behind the anterior abdominal wall
@@ -197,11 +257,14 @@ def _draw_organs(c: Canvas, rng, free, yv, rv, cav_x, ay, cy) -> None:
         c.ellipsoid(k, radii, T["medulla"], rot, 0.08, rng, free, 6.0, T["cortex"])
         c.ellipsoid(k - (sx * 10, -6, 0), radii * (0.35, 0.4, 0.5), T["pelvis"], rot,
                     where=np.isin(c.tissue, (T["medulla"], T["cortex"])))
-    _draw_pancreas(c, rng, free, yv, rv)
+    return _draw_pancreas(c, rng, free, yv, rv, pancreas_scale)
 
 
-def _draw_pancreas(c: Canvas, rng, free, yv, rv) -> None:
-    """Pancreas (head in the duodenal C-loop, body over the aorta, tail to the splenic hilum) and vessels."""
+def _draw_pancreas(c: Canvas, rng, free, yv, rv, scale: float = 1.0) -> np.ndarray:
+    """Pancreas (head in the duodenal C-loop, body over the aorta, tail to the splenic hilum) and vessels.
+
+    Returns the points of the pancreas's centre line (N, 3) in mm.
+    """
     u = rng.uniform
     shift = np.array([u(-10, 10), u(-6, 8), u(-10, 10)])
     ctrl = np.array([[u(30, 45), yv + u(50, 60), u(-12, 0)],  # head
@@ -212,6 +275,8 @@ def _draw_pancreas(c: Canvas, rng, free, yv, rv) -> None:
     t = np.linspace(0, 1, len(pts))
     radii = np.interp(t, [0, 0.25, 0.5, 1], [u(13, 17), u(8, 10), u(9, 12), u(6, 9)])
     radii = radii * (1 + 0.12 * np.sin(t * u(10, 20) + u(0, 6)))  # lobulated outline
+    if scale != 1.0:  # a thinner pancreas (PhantomOptions.pancreas_scale); its path is the same
+        radii = radii * scale
     head = ctrl[0]
     duo = np.array([head + (u(5, 10), u(15, 20), u(22, 30)), head + (u(22, 28), u(5, 10), u(8, 12)),
                     head + (u(22, 28), -u(0, 5), -u(12, 18)), head + (u(0, 5), -u(5, 10), -u(24, 30)),
@@ -232,6 +297,41 @@ def _draw_pancreas(c: Canvas, rng, free, yv, rv) -> None:
     c.tube(behind, np.full(len(behind), u(3.5, 5)), T["vein"])  # splenic vein
     sma = np.array([aorta[0] + u(0, 4), aorta[1] + 10, ctrl[1][2] - 5]) + np.array([[0, 0, 0], [2, 8, -40], [4, 12, -120]])
     c.tube(resample_curve(sma, 2.0), np.full(len(resample_curve(sma, 2.0)), u(3, 4)), T["artery"])
+    return pts
+
+
+def _draw_distractors(c: Canvas, rng: np.random.Generator, n: int, scale: float, cavity: np.ndarray,
+                      pancreas: np.ndarray, yv: float, cav_x: float, front: float) -> None:
+    """`n` pancreas-like decoys: curved, tapering, lobulated tubes of the pancreas's size in the abdominal cavity,
+    at least 35 mm (centre lines) from the pancreas, painted over visceral fat and bowel walls only (organs and
+    vessels stay whole); a decoy that would be mostly hidden is drawn again."""
+    u = rng.uniform
+    where = cavity & np.isin(c.tissue, (T["fat"], T["bowel_wall"]))  # where the pancreas may go too
+    placed = 0
+    for _ in range(100 * n):  # rejection sampling: far enough from the pancreas, inside the cavity
+        if placed == n:
+            break
+        start = np.array([u(-0.7, 0.7) * cav_x, u(yv + 15, front - 10), u(-110, 50)])
+        angle, length = u(0, 2 * np.pi), u(60, 100)
+        direction = np.array([np.cos(angle), 0.5 * np.sin(angle), u(-0.3, 0.3)])
+        ctrl = start + np.outer([0.0, 0.5, 1.0], direction / np.linalg.norm(direction) * length)
+        ctrl[1] += rng.normal(0, 10, 3)  # a bend, as in the pancreas
+        pts = resample_curve(curve(ctrl, 40), 2.0)
+        gap = np.linalg.norm(pts[:, None] - pancreas[None], axis=2).min()
+        if gap < 35:
+            continue
+        t = np.linspace(0, 1, len(pts))
+        radii = np.interp(t, [0, 0.3, 1], [u(11, 15), u(8, 11), u(6, 9)]) * scale
+        radii = radii * (1 + 0.12 * np.sin(t * u(10, 20) + u(0, 6)))
+        found = c.tube_depth(pts, radii)
+        if found is None:
+            continue
+        sl, depth = found
+        inside = depth > 0
+        if (inside & where[sl]).sum() < 0.6 * inside.sum():  # mostly hidden behind organs: draw another
+            continue
+        c.paint(sl, inside, T["decoy"], where)
+        placed += 1
 
 
 def _render(c: Canvas, dom: Domain, rng: np.random.Generator) -> np.ndarray:
@@ -242,12 +342,13 @@ def _render(c: Canvas, dom: Domain, rng: np.random.Generator) -> np.ndarray:
     for name, (m, sd_case, sd_tex) in dom.hu.items():
         mean[T[name]] = m + rng.normal(0, sd_case) + (offset if name != "air" else 0)
         texture[T[name]] = sd_tex
+    mean[T["decoy"]], texture[T["decoy"]] = mean[T["pancreas"]], texture[T["pancreas"]]  # same draw, no new one
     spacing = c.spacing
     fine = smooth_noise(rng, c.shape, 2.0)
     coarse = smooth_noise(rng, c.shape, 6.0)
     image = mean[c.tissue] + texture[c.tissue] * (0.6 * fine + 0.8 * coarse)
     # pancreas: fatty lobulation, darker pockets that make its texture unlike the liver's
-    pan = c.tissue == T["pancreas"]
+    pan = np.isin(c.tissue, LOOKS_LIKE_PANCREAS)
     image[pan] -= np.clip(fine[pan], 0, None) * rng.uniform(10, 30)
     image = ndimage.gaussian_filter(image, rng.uniform(*dom.blur_mm) / spacing, mode="nearest")
     noise = ndimage.gaussian_filter(rng.standard_normal(c.shape).astype(np.float32), 0.6)

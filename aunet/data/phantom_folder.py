@@ -4,6 +4,12 @@
 
 The folder holds its own split files (`splits/120_30.json`, `30_120.json`, `61_21.json`: the paper's
 proportions that its number of cases allows; aunet.data.splits), so that every run uses the same cases.
+
+    write_phantom_dataset("data/phantom_distractors", 30, options=PhantomOptions(distractors=3))
+                                                                 # CLI: ... --distractors 3
+
+dataset.json's "aunet" block records how the folder was drawn: seed, domain, size, spacing and the
+phantom options (aunet.data.phantom.PhantomOptions).
 """
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from aunet.data.nifti import save_nifti
-from aunet.data.phantom import DOMAINS, make_phantom
+from aunet.data.phantom import DOMAINS, PhantomOptions, make_phantom
 from aunet.data.splits import write_paper_splits
 from aunet.errors import AunetError
 from aunet.io import atomic_folder, refuse_nonempty
@@ -23,11 +29,12 @@ from aunet.labels import CT150
 
 def write_phantom_dataset(out: str | Path, cases: int, seed: int = 0, domain: str = "scanner_a",
                           size: tuple[int, int, int] | None = None, overwrite: bool = False,
-                          progress: bool = True) -> Path:
+                          progress: bool = True, options: PhantomOptions | None = None) -> Path:
     """Write `cases` phantoms as a Decathlon folder; built in a temporary folder, then renamed into place."""
     from tqdm.auto import tqdm
 
-    out = Path(out)
+    out, options = Path(out), options or PhantomOptions()
+    options.validate()
     if domain not in DOMAINS:
         raise AunetError(f"Unknown phantom domain {domain!r}; expected one of: {', '.join(DOMAINS)}.")
     if cases < 1:
@@ -40,7 +47,7 @@ def write_phantom_dataset(out: str | Path, cases: int, seed: int = 0, domain: st
         (tmp / "labelsTr").mkdir()
         training, start = [], time.perf_counter()
         for i in tqdm(range(cases), desc=f"phantom {domain}", unit="case", disable=not progress):
-            case = make_phantom(np.random.default_rng([seed, i]), domain, size)  # case i: same in any N
+            case = make_phantom(np.random.default_rng([seed, i]), domain, size, options)  # case i: same in any N
             name = f"phantom_{i:03d}.nii.gz"
             save_nifti(tmp / "imagesTr" / name, case.image, case.affine)
             save_nifti(tmp / "labelsTr" / name, case.label, case.affine)
@@ -52,6 +59,7 @@ def write_phantom_dataset(out: str | Path, cases: int, seed: int = 0, domain: st
                 "numTraining": cases, "numTest": 0, "training": training, "test": [],
                 "aunet": {"seed": seed, "domain": domain, "size": list(case.image.shape),
                           "spacing": list(case.spacing), "splits": [f"splits/{p.name}" for p in splits],
+                          "options": options.to_dict(),
                           "seconds_per_case": round((time.perf_counter() - start) / cases, 3)}}
         (tmp / "dataset.json").write_text(json.dumps(meta, indent=1) + "\n")
     return out

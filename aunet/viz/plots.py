@@ -15,6 +15,7 @@ from matplotlib.colors import Normalize
 
 from aunet.io import atomic_write
 from aunet.labels import TARGET, value
+from aunet.stats import Difference
 from aunet.viz.render import ATTENTION_CMAP, data_window, render_slice
 
 
@@ -123,5 +124,61 @@ def plot_dice_vs_paper(columns: Sequence[tuple[str, tuple[float, float] | None, 
     ax.set_title(f"{organ} Dice, mean ± std over test cases: this project's runs beside the paper's", fontsize=10)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: never hides a bar
     ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_forest(labels: Sequence[str], differences: Mapping[str, Sequence[Difference]],
+                paper: Mapping[str, Sequence[float | None]] | None = None,
+                title: str = "Attention U-Net minus U-Net, pancreas (held-out cases x seeds)") -> plt.Figure:
+    """A forest plot: one row per condition, one panel per metric; mean difference, 95 % interval, the paper's mark.
+
+    differences: metric title -> one aunet.stats.Difference per label; paper: metric title -> the paper's
+    difference per label (None: none to mark). Rows not run (n = 0) say so.
+    """
+    fig, axes = plt.subplots(1, len(differences), figsize=(3.6 * len(differences) + 2.4, 0.42 * len(labels) + 1.4),
+                             sharey=True, squeeze=False)
+    y = np.arange(len(labels))[::-1]  # first label on top
+    for ax, (metric, diffs) in zip(axes[0], differences.items()):
+        ax.axvline(0.0, color="grey", lw=0.8)
+        for yi, d in zip(y, diffs):
+            if d.n == 0 or np.isnan(d.mean):
+                ax.text(0.0, yi, "not run", ha="center", va="center", fontsize=8, color="grey")
+                continue
+            ax.plot([d.low, d.high], [yi, yi], color="tab:blue", lw=2)
+            ax.plot(d.mean, yi, "o", color="tab:blue", label="measured (95 % interval)" if yi == y[0] else None)
+        marks = [(yi, p) for yi, p in zip(y, (paper or {}).get(metric, [])) if p is not None]
+        if marks:
+            ax.plot([p for _, p in marks], [yi for yi, _ in marks], "D", mfc="none", color="tab:red",
+                    label="paper (difference of means)")
+        ax.set_xlabel(f"Δ {metric}")
+        ax.grid(axis="x", alpha=0.3)
+    axes[0][0].set_yticks(y, labels, fontsize=9)
+    handles = {h.get_label(): h for ax in axes[0] for h in ax.get_legend_handles_labels()[0]}
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=2, fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, -0.02))
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def plot_focus_vs_gain(points: Sequence[tuple[str, float, float]], level: str = "level2") -> plt.Figure:
+    """Each Attention U-Net run's focus (mean alpha on the pancreas / elsewhere) against its Dice gain over U-Net.
+
+    points: (condition, focus, mean Dice difference over that run's test cases), one per run.
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    names = list(dict.fromkeys(name for name, _, _ in points))
+    for i, name in enumerate(names):
+        xs = [f for n, f, _ in points if n == name]
+        ys = [g for n, _, g in points if n == name]
+        ax.plot(xs, ys, "o", color=plt.cm.tab10(i % 10), label=name)
+    ax.axhline(0.0, color="grey", lw=0.8)
+    ax.axvline(1.0, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel(f"focus ({level}: mean alpha on {TARGET} / elsewhere)")
+    ax.set_ylabel("Δ Dice, Att − U-Net (that seed)")
+    ax.set_title("Do gates that look at the pancreas help?", fontsize=10)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
