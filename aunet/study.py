@@ -47,7 +47,7 @@ from aunet.errors import AunetError
 from aunet.experiments import (EXPERIMENTS, MODELS, PHANTOMS, Experiment, differences, experiment_config,
                                run_dir_of, run_experiment, run_state)
 from aunet.run import RunFolder
-from aunet.stats import Difference, format_p, paired_difference, verdict
+from aunet.stats import Difference, format_p, verdict
 from aunet.tables import PAPER, Column, Table, read_column
 
 BASELINE = "ct150_120_30"  # the paper experiment whose dataset and split the baseline uses
