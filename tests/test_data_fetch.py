@@ -51,11 +51,11 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
         if requested:
             start = int(re.fullmatch(r"bytes=(\d+)-", requested).group(1))
             if start >= total:
+                self.server.log.append((requested, 0))  # logged before answering: the client may look at once
                 self.send_response(416)
                 self.send_header("Content-Range", f"bytes */{total}")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
-                self.server.log.append((requested, 0))
                 return
             self.send_response(206)
             self.send_header("Content-Range", f"bytes {start}-{total - 1}/{total}")
@@ -65,15 +65,17 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
         self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
         body = data[start:]
-        if self.server.cut_at is not None:  # a real cut: part of the body, then the socket is closed
+        cut = self.server.cut_at is not None
+        if cut:  # a real cut: part of the body, then the socket is closed
             body, self.server.cut_at = body[:self.server.cut_at], None
+        self.server.log.append((requested, len(body)))  # logged before sending: the client may look at once
+        if cut:
             self.wfile.write(body)
             self.wfile.flush()
             self.close_connection = True
             self.connection.shutdown(2)
         else:
             self.wfile.write(body)
-        self.server.log.append((requested, len(body)))
 
 
 @pytest.fixture
