@@ -211,11 +211,12 @@ PROFILES: dict[str, dict[str, Any]] = {
         "base_filters": 8,
         "batch_size": 2,
         "loss": "dice_ce",  # cross-entropy + Dice learns the small organs in fewer steps than Dice alone
+        "foreground_fraction": 1.0,  # every patch centred on an organ: finds the pancreas sooner (docs/reproduction.md)
         "lr": 2e-3,
         "lr_step": 15,
-        "epochs": 40,
+        "epochs": 20,
         "iterations_per_epoch": 25,
-        "snapshot_epochs": (1, 2, 4, 8, 16, 40),
+        "snapshot_epochs": (1, 2, 4, 8, 14, 20),
         "out_dir": "results/runs/quick",
     },
 }
