@@ -5,6 +5,8 @@ import torch.nn.functional as F
 
 from aunet import AttentionUNet, fastconv, speedups
 
+pytestmark = pytest.mark.usefixtures("speedups_on")  # tests/conftest.py
+
 
 @pytest.mark.parametrize("batch,c_in,c_out,size,bias", [
     (1, 3, 5, (8, 6, 7), True),

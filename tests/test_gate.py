@@ -7,6 +7,8 @@ from aunet import AttentionGate
 from aunet import speedups
 from aunet.gate import ALPHA_INIT, GatedSkip
 
+pytestmark = pytest.mark.usefixtures("speedups_on")  # tests/conftest.py
+
 
 def equation(gate: AttentionGate, x: torch.Tensor, g: torch.Tensor):
     """A plain re-evaluation of the gate equation from the gate's own parameters."""

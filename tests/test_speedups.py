@@ -15,11 +15,7 @@ from aunet.gate import GatedSkip
 
 FAST_FUNCTIONS = {"_Conv3x3x3Backward", "_Upsample2xBackward"}  # aunet's autograd Functions (fastconv, upsample)
 SMALL = dict(filters=(4, 8, 16, 32, 64))
-
-
-@pytest.fixture(autouse=True)
-def default_environment(monkeypatch):
-    monkeypatch.delenv("AUNET_FAST", raising=False)  # these tests set it themselves
+pytestmark = pytest.mark.usefixtures("speedups_on")  # tests/conftest.py: AUNET_FAST unset unless a test sets it
 
 
 def graph_node_names(t: torch.Tensor) -> set[str]:

@@ -6,6 +6,8 @@ import torch.nn.functional as F
 from aunet import upsample
 from aunet.layers import interpolate
 
+pytestmark = pytest.mark.usefixtures("speedups_on")  # tests/conftest.py
+
 
 def reference(t: torch.Tensor) -> torch.Tensor:
     mode = "bilinear" if t.dim() == 4 else "trilinear"
