@@ -1,7 +1,8 @@
 """aunet's optional CPU speed-ups and the one switch that turns them off.
 
-Each speed-up computes the same function as the plain PyTorch code written next to it, only faster on
-the CPU (see the modules named below, and docs/benchmarks.md for what each one brings):
+The first four compute the same function as the plain PyTorch code written next to them, only faster
+on the CPU; the last changes only where memory comes from (see the modules named below, and
+docs/benchmarks.md for what each one brings):
 
     fastconv          3x3x3 convolutions through oneDNN, backward on two depth halves  (aunet/fastconv.py)
     upsample          exact x2 (bi/tri)linear upsampling in three one-axis passes      (aunet/upsample.py)
@@ -11,8 +12,9 @@ the CPU (see the modules named below, and docs/benchmarks.md for what each one b
 
 As in timm (`layers/config.py`), the choice is read when a module is built and copied onto it
 (`self.fastconv = speedups.enabled("fastconv")`), and its `forward` shows both paths
-(`if self.fastconv: ... else: ...`), so a model built with a speed-up off runs the plain code. The
-environment variable AUNET_FAST=0 turns every speed-up off; unset, or AUNET_FAST=1, leaves them on.
+(`if self.fastconv: ... else: ...`), so a model built with a speed-up off runs the plain code
+(`reuse_cpu_memory` asks when its block is entered). The environment variable AUNET_FAST=0 turns
+every speed-up off; unset, or AUNET_FAST=1, leaves them on.
 Tests and benchmarks build models inside `off()` instead. Whatever the switch says, the fast paths
 are only taken for float32 CPU tensors outside autocast (`cpu_float32`); CUDA runs PyTorch's code.
 """
