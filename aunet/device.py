@@ -11,6 +11,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from aunet import speedups
 from aunet.errors import AunetError
 
 
@@ -77,7 +78,8 @@ def reuse_cpu_memory(enabled: bool = True) -> Iterator[bool]:
     more (fragmentation), until the block ends, when the free memory goes back to the kernel
     (`malloc_trim`) and glibc's large-allocation behaviour is restored (mmap above 32 MiB).
 
-    Yields whether it is in effect (False off Linux/glibc, or with enabled=False). Blocks nest; the
+    Yields whether it is in effect (False off Linux/glibc, with enabled=False, or with the speed-up
+    "reuse_cpu_memory" off in `aunet.speedups`, e.g. AUNET_FAST=0). Blocks nest; the
     outermost one restores. aunet's trainer runs inside one. Sliding-window inference does not by
     default, because there memory matters more: for a 512x512x200 CT it was faster inside the block but
     its peak memory was higher (docs/benchmarks.md); wrap the call to choose speed:
@@ -86,7 +88,7 @@ def reuse_cpu_memory(enabled: bool = True) -> Iterator[bool]:
             prediction = sliding_window_predict(model, image, patch_size)
     """
     global _reuse_depth
-    libc = _glibc() if enabled else None
+    libc = _glibc() if enabled and speedups.enabled("reuse_cpu_memory") else None
     if libc is None:
         yield False
         return

@@ -13,31 +13,23 @@ What it does, for a float32 CPU `Conv3d` with a 3x3x3 kernel, stride 1, padding 
   gradients (sums over the halves are sums over the volume) and the input gradient of each half,
   whose halo slices are added back where the halves overlap.
 The result equals `F.conv3d`'s to float32 rounding (tests/test_fastconv.py). Everything else
-(CUDA, autocast, channels-last, other kernels) takes PyTorch's own path. `disabled()` switches it
-off, e.g. to measure what it brings.
+(CUDA, autocast, channels-last, other kernels) takes PyTorch's own path, and so does a layer built
+with the speed-up off (`aunet.speedups`: AUNET_FAST=0, or built inside `speedups.off("fastconv")`).
 """
 from __future__ import annotations
-
-from typing import ContextManager
 
 import torch
 from torch import nn
 
-from aunet.switch import Switch
+from aunet import speedups
 
-_FAST = Switch()
 _ONES, _HALO = [1, 1, 1], [0, 1, 1]  # stride/padding/dilation 1; on the halves, no padding along depth
 
 
-def disabled() -> ContextManager[None]:
-    """Use PyTorch's own convolution path inside this block."""
-    return _FAST.off()
-
-
 def applies(conv: nn.Conv3d, x: torch.Tensor) -> bool:
-    """Whether the fast path handles this layer and input."""
-    return (_FAST.on and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 5
-            and x.shape[2] % 2 == 0 and x.is_contiguous() and not torch.is_autocast_enabled("cpu")
+    """Whether the fast path handles this layer and input (the layer must have been built with it on)."""
+    return (getattr(conv, "fastconv", False) and speedups.cpu_float32(x) and x.dim() == 5
+            and x.shape[2] % 2 == 0 and x.is_contiguous()
             and conv.kernel_size == (3, 3, 3) and conv.stride == (1, 1, 1) and conv.padding == (1, 1, 1)
             and conv.dilation == (1, 1, 1) and conv.groups == 1 and conv.padding_mode == "zeros"
             and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
@@ -79,7 +71,15 @@ class _Conv3x3x3(torch.autograd.Function):
 class Conv3d(nn.Conv3d):
     """`nn.Conv3d` that takes the fast path above when it applies (same parameters and state dict)."""
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fastconv = speedups.enabled("fastconv")  # chosen once, when the layer is built
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if applies(self, x):
-            return _Conv3x3x3.apply(x, self.weight, self.bias)
-        return super().forward(x)
+        if applies(self, x):  # self.fastconv, a float32 CPU input, a 3x3x3 kernel, ...
+            return _Conv3x3x3.apply(x, self.weight, self.bias)  # oneDNN forward, two-half backward
+        else:  # PyTorch's own: F.conv3d(x, weight, bias, stride, padding, dilation, groups)
+            return super().forward(x)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", fastconv={self.fastconv}"

@@ -20,22 +20,14 @@ gradients; from the second step on W_x, W_g and b_g receive gradients too.
 """
 from __future__ import annotations
 
-from typing import ContextManager
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aunet import speedups
 from aunet.layers import batchnorm, conv, interpolate
-from aunet.switch import Switch
 
 ALPHA_INIT = 0.5  # sigmoid(b_psi) at initialisation; see the module docstring
-_FOLD = Switch()  # GatedSkip's eval mode runs its folded weights (see GatedSkip)
-
-
-def unfolded() -> ContextManager[None]:
-    """Run GatedSkip's eval mode with its layers as written inside this block, e.g. to measure folding."""
-    return _FOLD.off()
 
 
 class AttentionGate(nn.Module):
@@ -58,6 +50,7 @@ class AttentionGate(nn.Module):
         self.W_g = conv(dim, gating_channels, inter_channels, kernel_size=1)  # its bias is b_g
         self.psi = conv(dim, inter_channels, 1, kernel_size=1)  # its bias is b_psi
         self.W = nn.Sequential(conv(dim, in_channels, in_channels, kernel_size=1), batchnorm(dim, in_channels))
+        self.fast_upsample = speedups.enabled("upsample")  # chosen once, when the gate is built
         self.reset_gate()
 
     def reset_gate(self) -> None:
@@ -70,10 +63,10 @@ class AttentionGate(nn.Module):
     def attention(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         """alpha for skip features x (B, F_l, *S) and gating signal g (B, F_g, *S_g): (B, 1, *S)."""
         theta_x = self.W_x(x)  # (B, F_int, *S/subsample)
-        phi_g = interpolate(self.W_g(g), theta_x.shape[2:])  # (B, F_int, *S/subsample)
+        phi_g = interpolate(self.W_g(g), theta_x.shape[2:], fast=self.fast_upsample)  # (B, F_int, *S/subsample)
         q = F.relu(theta_x + phi_g, inplace=True)
         alpha = torch.sigmoid(self.psi(q))  # (B, 1, *S/subsample)
-        return interpolate(alpha, x.shape[2:])  # (B, 1, *S)
+        return interpolate(alpha, x.shape[2:], fast=self.fast_upsample)  # (B, 1, *S)
 
     def forward(self, x: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Gate x by g: returns (W(alpha * x), alpha)."""
@@ -94,9 +87,10 @@ class GatedSkip(nn.Module):
     merged features are therefore ReLU(sum_i alpha_i * (Q_i x) + d), with Q_i = s_m M_i s_i A_i
     composed from the layers' weights (`folded`; A_i: gate i's W conv, s_i its BatchNorm scales,
     M_i: the block of the merge conv that reads gate i, s_m: the merge BatchNorm's scales). Eval
-    mode computes that: one 1x1 conv of x instead of one per gate plus the merge, the same function to float rounding
-    (tests/test_gate.py); `unfolded()` switches it off. Training uses the layers as written, since
-    BatchNorm then normalises with the batch's own statistics.
+    mode computes that (`fold_gates`): one 1x1 conv of x instead of one per gate plus the merge, the
+    same function to float rounding (tests/test_gate.py), for float32 CPU inputs of a GatedSkip built
+    with the speed-up on (`aunet.speedups`). Training, CUDA and a GatedSkip built with it off use the
+    layers as written (in training BatchNorm normalises with the batch's own statistics).
     """
 
     def __init__(self, in_channels: int, gating_channels: int, gates: int = 2, dim: int = 3) -> None:
@@ -109,21 +103,28 @@ class GatedSkip(nn.Module):
             batchnorm(dim, in_channels),
             nn.ReLU(inplace=True),
         )
+        self.fold_gates = speedups.enabled("fold_gates")  # chosen once, when the module is built
 
     def forward(self, x: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (merged gated features (B, F_l, *S), mean alpha (B, 1, *S))."""
         alphas = [gate.attention(x, g) for gate in self.gates]  # each (B, 1, *S)
         alpha = alphas[0] if len(alphas) == 1 else torch.stack(alphas).mean(0)
-        if not _FOLD.on or any(m.training for m in self.modules()):  # training: BatchNorm on batch statistics
+        in_eval = not any(m.training for m in self.modules())  # BatchNorm is then a fixed affine map
+        if self.fold_gates and in_eval and speedups.cpu_float32(x):
+            return self.folded_merge(x, alphas), alpha  # the same numbers as below, one 1x1 conv
+        else:
             outputs = [gate.W(a * x) for gate, a in zip(self.gates, alphas)]  # W(alpha * x) per gate
-            return self.merge(torch.cat(outputs, dim=1)), alpha
+            return self.merge(torch.cat(outputs, dim=1)), alpha  # (B, F_l, *S)
+
+    def folded_merge(self, x: torch.Tensor, alphas: list[torch.Tensor]) -> torch.Tensor:
+        """Eval mode's merged features ReLU(sum_i alpha_i * (Q_i x) + d), from the `folded` weights."""
         Q, d = self.folded()
         conv_nd = F.conv2d if x.dim() == 4 else F.conv3d
         Qx = conv_nd(x, Q.view(*Q.shape, *(1,) * (x.dim() - 2)))  # (B, gates * F_l, *S): Q_i x stacked
         merged = None
         for a, Q_i_x in zip(alphas, Qx.chunk(len(alphas), dim=1)):
             merged = Q_i_x * a if merged is None else merged.addcmul_(Q_i_x, a)  # sum_i alpha_i Q_i x
-        return merged.add_(d.view(1, -1, *(1,) * (x.dim() - 2))).relu_(), alpha
+        return merged.add_(d.view(1, -1, *(1,) * (x.dim() - 2))).relu_()  # (B, F_l, *S)
 
     def folded(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Eval mode's composed weights: Q (gates * F_l, F_l), rows i*F_l.. are Q_i, and the bias d (F_l,)."""

@@ -5,11 +5,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aunet import fastconv, upsample
+from aunet import fastconv, speedups, upsample
 
 
 def conv(dim: int, in_channels: int, out_channels: int, kernel_size: int = 3, **kwargs) -> nn.Module:
-    """A Conv2d or Conv3d (aunet.fastconv's, faster on the CPU); `padding` defaults to 'same' for odd kernels."""
+    """A Conv2d or Conv3d (aunet.fastconv's: nn.Conv3d with a faster CPU path); 'same' padding for odd kernels."""
     if kwargs.get("stride", 1) == 1 and kernel_size % 2 == 1:
         kwargs.setdefault("padding", kernel_size // 2)
     return (nn.Conv2d if dim == 2 else fastconv.Conv3d)(in_channels, out_channels, kernel_size, **kwargs)
@@ -20,14 +20,18 @@ def batchnorm(dim: int, channels: int) -> nn.Module:
     return (nn.BatchNorm2d if dim == 2 else nn.BatchNorm3d)(channels)
 
 
-def interpolate(t: torch.Tensor, size: torch.Size | tuple[int, ...]) -> torch.Tensor:
-    """(Bi/tri)linear resampling of t (B, C, *S) to `size`; a no-op when the size already matches."""
+def interpolate(t: torch.Tensor, size: torch.Size | tuple[int, ...], fast: bool = False) -> torch.Tensor:
+    """(Bi/tri)linear resampling of t (B, C, *S) to `size`; a no-op when the size already matches.
+
+    fast: let aunet.upsample compute the x2 cases on the CPU (modules pass the choice they were built with).
+    """
     if tuple(t.shape[2:]) == tuple(size):
         return t  # the common case in the U-Net: g already lives on W_x x's grid
-    if upsample.applies(t, size):
-        return upsample.upsample2x(t)  # the same numbers, several times faster on the CPU (aunet/upsample.py)
-    mode = "bilinear" if t.dim() == 4 else "trilinear"
-    return F.interpolate(t, size=tuple(size), mode=mode, align_corners=False)
+    if fast and upsample.applies(t, size):
+        return upsample.upsample2x(t)  # the same numbers as below, several times faster on the CPU
+    else:
+        mode = "bilinear" if t.dim() == 4 else "trilinear"
+        return F.interpolate(t, size=tuple(size), mode=mode, align_corners=False)  # (B, C, *size)
 
 
 class ConvBlock(nn.Sequential):
@@ -46,7 +50,8 @@ class UpBlock(nn.Module):
     def __init__(self, dim: int, coarse_channels: int, skip_channels: int) -> None:
         super().__init__()
         self.conv = ConvBlock(dim, coarse_channels + skip_channels, skip_channels)
+        self.fast_upsample = speedups.enabled("upsample")  # chosen once, when the block is built
 
     def forward(self, skip: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
-        up = interpolate(coarse, skip.shape[2:])  # (B, C_coarse, *S_skip)
+        up = interpolate(coarse, skip.shape[2:], fast=self.fast_upsample)  # (B, C_coarse, *S_skip)
         return self.conv(torch.cat([skip, up], dim=1))  # (B, C_skip, *S_skip)

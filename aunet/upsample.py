@@ -16,29 +16,19 @@ Each pass writes the even and odd outputs into strided views of one tensor; the 
 the last axis to the first, so the largest pass writes whole contiguous planes. The backward pass is
 the transpose: each input sample collects 0.75 of its own two outputs and 0.25 of the two outer
 neighbours, plus the clamped edges' extra 0.25. Results equal F.interpolate's to float rounding
-(tests/test_upsample.py). Only CPU tensors take this path (on CUDA PyTorch's kernel is fast);
-`disabled()` switches it off, e.g. to measure what it brings.
+(tests/test_upsample.py). `aunet.layers.interpolate` takes this path only for float32 CPU tensors
+(on CUDA PyTorch's kernel is fast) and only in modules built with the speed-up on (`aunet.speedups`).
 """
 from __future__ import annotations
 
-from typing import ContextManager
-
 import torch
 
-from aunet.switch import Switch
-
-_FAST = Switch()
-
-
-def disabled() -> ContextManager[None]:
-    """Let `aunet.layers.interpolate` use F.interpolate everywhere inside this block."""
-    return _FAST.off()
+from aunet import speedups
 
 
 def applies(t: torch.Tensor, size: tuple[int, ...]) -> bool:
-    """Whether `upsample2x` handles resampling t (B, C, *S) to `size`: a CPU float tensor and size == 2 S."""
-    return (_FAST.on and t.device.type == "cpu" and t.is_floating_point() and t.dim() in (4, 5)
-            and tuple(size) == tuple(2 * s for s in t.shape[2:]))
+    """Whether `upsample2x` should resample t (B, C, *S) to `size`: a float32 CPU tensor and size == 2 S."""
+    return speedups.cpu_float32(t) and t.dim() in (4, 5) and tuple(size) == tuple(2 * s for s in t.shape[2:])
 
 
 def _double(t: torch.Tensor, axis: int) -> torch.Tensor:

@@ -27,4 +27,4 @@ print(json.dumps({m: {"epochs": len(r), "median_epoch_s": sorted(float(x["second
                       "last_val_pancreas_dice": float(r[-1]["val_pancreas_dice"])} for m, r in rows.items()}, indent=1))
 PY
 # 2. the benchmark on CUDA with AMP
-$PY benchmarks/benchmark.py --device cuda --out "$OUT/benchmark_cuda.json" | tee "$OUT/benchmark_cuda.md"
+$PY -m benchmarks.benchmark --device cuda --out "$OUT/benchmark_cuda.json" | tee "$OUT/benchmark_cuda.md"

@@ -4,17 +4,18 @@ Asserts structure only, never a time (speed is measured by benchmarks/, not by t
 """
 from __future__ import annotations
 
-import sys
+import json
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from benchmarks import benchmark, fresh, probes
+from benchmarks import measure as bench_measure
+from benchmarks import models as bench_models
+from benchmarks import report as bench_report
 
-bench_measure = pytest.importorskip("bench_measure")
-bench_models = pytest.importorskip("bench_models")
-bench_report = pytest.importorskip("bench_report")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_models_build_and_one_tiny_timing():
@@ -55,14 +56,45 @@ def test_allocator_table_from_raw_runs():
 
 
 def test_switches_measured_and_rendered():
-    """The switched-off settings run (tiny input, one repeat) and render as ratios to the default."""
+    """The models built with speed-ups off run (tiny input, one repeat) and render as ratios to the default."""
     cpu = torch.device("cpu")
-    benchmark = pytest.importorskip("benchmark")
     sw = benchmark.measure_switches(cpu, False, {"small": (32, 32, 32)}, warmup=0,
                                     repeats={"small": 1}, backward_repeats={"small": 1})
-    assert set(sw["forward"]["small"]["times"]) == {"default", "x2 upsampling off", "gate folding off"}
-    assert set(sw["forward_backward"]["small"]["times"]) == {"default", "x2 upsampling off"}
+    labels = [label for label, _, _ in benchmark.SWITCHES]
+    assert list(sw["forward"]["small"]["times"]) == labels
+    assert list(sw["forward_backward"]["small"]["times"]) == [l for l, _, backward in benchmark.SWITCHES if backward]
     sw["forward"]["small"]["times"] = {"default": [2.0], "x2 upsampling off": [3.0], "gate folding off": [2.5]}
     table = bench_report.switches_table({"switches": sw})
     assert "| forward (eval) | 32x32x32 | 1 | x2 upsampling off | 3.000 | 1.500 |" in table
     assert "Not measured" in bench_report.switches_table({})
+
+
+def test_fresh_process_runs_a_named_function():
+    """python -m benchmarks.fresh MODULE:FUNCTION: the function's dict comes back from a new process."""
+    out = fresh.run(probes.peak_memory, kind="forward", model="aunet.UNet", size=[16, 16, 16], batch=1,
+                    device="cpu", amp=False)
+    assert set(out) >= {"peak_bytes", "time_s", "peak_rss_bytes"} and out["time_s"] > 0
+    with pytest.raises(ValueError, match="module-level"):
+        fresh.run(lambda: {})
+
+
+def test_docs_are_the_stored_results_rendered():
+    """docs/benchmarks.md's generated regions are exactly what the stored results render to, date included."""
+    docs = (ROOT / "docs" / "benchmarks.md").read_text()
+    results = json.loads((ROOT / "benchmarks" / "out" / "results.json").read_text())
+    assert bench_report.fill_docs(docs, results) == docs, "rerun: python -m benchmarks.benchmark --render " \
+                                                          "benchmarks/out/results.json --write-docs"
+    assert f"started {results['date']}" in docs and "Commit: " in docs
+    assert {name for _, name, _ in bench_report._REGION.findall(docs)} == set(bench_report.REGIONS)
+
+
+def test_fill_docs_replaces_regions_and_rejects_unknown_names():
+    results = {"pairs": bench_models.PAIRS, "allocator": {}}
+    text = "prose\n<!-- generated: allocator -->\nold\n<!-- end -->\nmore prose\n"
+    filled = bench_report.fill_docs(text, results)
+    assert filled.startswith("prose\n<!-- generated: allocator -->\nNot measured") and filled.endswith("more prose\n")
+    assert "old" not in filled and bench_report.fill_docs(filled, results) == filled
+    with pytest.raises(ValueError, match="unknown generated regions"):
+        bench_report.fill_docs("<!-- generated: nope -->\n<!-- end -->", results)
+    with pytest.raises(ValueError, match="no generated regions"):
+        bench_report.fill_docs("just prose", results)

@@ -9,6 +9,8 @@ import torch
 
 from aunet import device
 
+pytestmark = pytest.mark.usefixtures("speedups_on")  # tests/conftest.py
+
 glibc = pytest.mark.skipif(device._glibc() is None, reason="reuse_cpu_memory needs glibc (Linux)")
 SIZES_MIB = (48, 96, 36, 68)  # one "forward pass" of large tensors, each above glibc's largest mmap threshold
 PAGES = sum(SIZES_MIB) * 2**20 // 4096  # 63,488 pages of 4 KiB

@@ -3,7 +3,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from aunet import AttentionUNet, fastconv
+from aunet import AttentionUNet, fastconv, speedups
+
+pytestmark = pytest.mark.usefixtures("speedups_on")  # tests/conftest.py
 
 
 @pytest.mark.parametrize("batch,c_in,c_out,size,bias", [
@@ -35,11 +37,14 @@ def test_falls_back_where_it_does_not_apply():
     assert not fastconv.applies(conv, torch.randn(1, 2, 5, 4, 4))  # odd depth
     assert not fastconv.applies(conv, torch.randn(1, 2, 4, 4, 4, dtype=torch.float64))
     assert not fastconv.applies(fastconv.Conv3d(2, 2, 3, stride=2), torch.randn(1, 2, 4, 4, 4))
+    assert not fastconv.applies(torch.nn.Conv3d(2, 2, 3, padding=1), torch.randn(1, 2, 4, 4, 4))  # plain layer
     x = torch.randn(1, 2, 5, 4, 4)
     torch.testing.assert_close(conv(x), F.conv3d(x, conv.weight, conv.bias, padding=1))
-    with fastconv.disabled():
-        assert not fastconv.applies(conv, torch.randn(1, 2, 4, 4, 4))
-    assert fastconv.applies(conv, torch.randn(1, 2, 4, 4, 4))
+    with speedups.off("fastconv"):
+        plain = fastconv.Conv3d(2, 2, 3, padding=1)  # built with the speed-up off: PyTorch's path for good
+    assert not plain.fastconv and "fastconv=False" in repr(plain)
+    assert not fastconv.applies(plain, torch.randn(1, 2, 4, 4, 4))
+    assert conv.fastconv and fastconv.applies(conv, torch.randn(1, 2, 4, 4, 4))
 
 
 def test_model_training_step_unchanged():
@@ -52,17 +57,15 @@ def test_model_training_step_unchanged():
     """
     torch.manual_seed(0)
     model = AttentionUNet(filters=(4, 8, 16, 32, 64))
+    with speedups.off("fastconv"):
+        plain = AttentionUNet(filters=(4, 8, 16, 32, 64))
+    plain.load_state_dict(model.state_dict())  # the same weights, PyTorch's convolution path
     x = torch.randn(1, 1, 32, 32, 16)
     results = []
-    for fast in (True, False):
-        model.zero_grad()
-        if fast:
-            logits = model(x)
-        else:
-            with fastconv.disabled():
-                logits = model(x)
+    for m in (model, plain):
+        logits = m(x)
         logits.square().mean().backward()
-        grads = {n: p.grad.clone() for n, p in model.named_parameters()
+        grads = {n: p.grad.clone() for n, p in m.named_parameters()
                  if not n.startswith(("encoder", "center", "gating_signal")) and not n.endswith(".bias")}
         results.append((logits.detach(), grads))
     torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-4, atol=1e-5)

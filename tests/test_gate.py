@@ -4,7 +4,10 @@ import torch
 import torch.nn.functional as F
 
 from aunet import AttentionGate
-from aunet.gate import ALPHA_INIT, GatedSkip, unfolded
+from aunet import speedups
+from aunet.gate import ALPHA_INIT, GatedSkip
+
+pytestmark = pytest.mark.usefixtures("speedups_on")  # tests/conftest.py
 
 
 def equation(gate: AttentionGate, x: torch.Tensor, g: torch.Tensor):
@@ -103,8 +106,11 @@ def test_gated_skip_eval_mode_computes_the_layers_as_written(dim, gates):
     assert alphas[0].std() > 0.05 and expected.std() > 0.1  # a non-trivial case
     torch.testing.assert_close(y, expected, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(alpha, torch.stack(alphas).mean(0))
-    with unfolded():
-        torch.testing.assert_close(skip(x, g)[0], expected, rtol=0, atol=0)  # the layers as written
+    with speedups.off("fold_gates"):
+        plain = GatedSkip(6, 5, gates=gates, dim=dim)
+    plain.load_state_dict(skip.state_dict())
+    assert skip.fold_gates and not plain.fold_gates
+    torch.testing.assert_close(plain.eval()(x, g)[0], expected, rtol=0, atol=0)  # the layers as written
     skip.train()  # training normalises with the batch's statistics: the layers as written
     y_train, _ = skip(x, g)
     outputs = [gate(x, g)[0] for gate in skip.gates]

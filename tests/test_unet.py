@@ -4,6 +4,7 @@ import torch
 
 from aunet import AttentionUNet, UNet, count_parameters
 from aunet.gate import ALPHA_INIT
+from aunet.unet import Level, level_wiring
 
 
 @pytest.mark.parametrize("make,expected", [
@@ -87,3 +88,20 @@ def test_fused_deep_supervision_is_the_papers_fusion(dim, size):
                  for l, (dsv, d) in enumerate(zip(model.dsv, decoded))]
     expected = model.final(torch.cat(upsampled, dim=1))
     torch.testing.assert_close(model.head(decoded), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_level_wiring_is_what_the_model_builds():
+    """Levels are numbered 1-4 as in the paper; the gates sit where level_wiring says, with its F_g."""
+    assert level_wiring() == [Level(1, 16, None, 0), Level(2, 32, "decoder", 64), Level(3, 64, "decoder", 128),
+                              Level(4, 128, "bottleneck", 128)]
+    assert [l.gated_by for l in level_wiring(gating="bottleneck", gating_channels=256)] == [
+        None, "bottleneck", "bottleneck", "bottleneck"]
+    assert level_wiring()[2].describe() == "decoder output, level 4 (128 ch)"
+    for model in (AttentionUNet(), AttentionUNet(gating="bottleneck", gates_per_level=1, gating_channels=64)):
+        gated = [level for level in model.wiring if level.gated_by]
+        assert list(model.gates) == [level.name for level in gated] == ["level2", "level3", "level4"]
+        for level in gated:
+            for gate in model.gates[level.name].gates:
+                assert (gate.W_x.in_channels, gate.W_g.in_channels) == (level.channels, level.gating_channels)
+    with pytest.raises(ValueError, match="gating='encoder'"):
+        AttentionUNet(gating="encoder")

@@ -6,6 +6,8 @@ import torch.nn.functional as F
 from aunet import upsample
 from aunet.layers import interpolate
 
+pytestmark = pytest.mark.usefixtures("speedups_on")  # tests/conftest.py
+
 
 def reference(t: torch.Tensor) -> torch.Tensor:
     mode = "bilinear" if t.dim() == 4 else "trilinear"
@@ -38,11 +40,11 @@ def test_interpolate_takes_it_only_where_it_applies():
     assert upsample.applies(t, (8, 12, 16))
     assert not upsample.applies(t, (8, 12, 15))  # not exactly x2: F.interpolate
     assert not upsample.applies(t.long(), (8, 12, 16))
-    with upsample.disabled():
-        with upsample.disabled():  # blocks nest: the outer one stays off after the inner one ends
-            pass
-        assert not upsample.applies(t, (8, 12, 16))
-    assert upsample.applies(t, (8, 12, 16))
-    torch.testing.assert_close(interpolate(t, (8, 12, 16)), reference(t))
-    torch.testing.assert_close(interpolate(t, (5, 9, 11)),
-                               F.interpolate(t, size=(5, 9, 11), mode="trilinear", align_corners=False))
+    assert not upsample.applies(t.double(), (8, 12, 16))  # fast paths are for float32 only
+    for fast in (True, False):  # fast: what a module built with the speed-up on passes
+        torch.testing.assert_close(interpolate(t, (8, 12, 16), fast=fast), reference(t))
+        torch.testing.assert_close(interpolate(t, (5, 9, 11), fast=fast),
+                                   F.interpolate(t, size=(5, 9, 11), mode="trilinear", align_corners=False))
+    t.requires_grad_(True)
+    assert type(interpolate(t, (8, 12, 16), fast=True).grad_fn).__name__ == "_Upsample2xBackward"
+    assert type(interpolate(t, (8, 12, 16)).grad_fn).__name__ == "UpsampleTrilinear3DBackward0"  # plain by default

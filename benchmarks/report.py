@@ -1,7 +1,18 @@
-"""Markdown tables (and docs/benchmarks.md) rendered from the raw results JSON of one benchmark run."""
+"""Markdown tables rendered from the raw results JSON of one benchmark run, and docs/benchmarks.md filled with them.
+
+docs/benchmarks.md is prose written by hand around regions
+
+    <!-- generated: NAME -->
+    ...
+    <!-- end -->
+
+whose content `fill_docs` replaces with `REGIONS[NAME](results)`; nothing between the markers is kept.
+"""
 from __future__ import annotations
 
+import re
 import statistics
+from typing import Callable
 
 # The paper's inference times: one forward pass of a 160x160x96 volume, batch 1, on a GPU (poster table).
 PAPER_GPU_S = {"aunet.UNet": 0.167, "aunet.AttentionUNet": 0.179}
@@ -10,6 +21,7 @@ GIB = 2**30
 
 
 def med(times: list[float]) -> float:
+    """The median of a list of times."""
     return statistics.median(times)
 
 
@@ -121,7 +133,8 @@ def switches_table(results: dict) -> str:
             n_rep = len(next(iter(entry["times"].values())))
             for name, v in t.items():
                 rows.append([label, _size(entry["size"]), n_rep, name, f"{v:.3f}", f"{v / t['default']:.3f}"])
-    return ("aunet.AttentionUNet, batch 1, each switch interleaved with the default in one process (medians).\n\n"
+    return ("aunet.AttentionUNet, batch 1, with the named speed-ups off (the same weights), interleaved with "
+            "the default in one process (medians).\n\n"
             + _table(["step", "input", "repeats", "setting", "time s", "/ default"], rows))
 
 
@@ -167,103 +180,56 @@ def sliding_table(results: dict) -> str:
                    "peak memory (above the loaded image)", "process peak RSS"], rows)
 
 
+def run_info(results: dict) -> str:
+    """When, on which commit and machine, with which command and settings the numbers were measured."""
+    m, mm = results["machine"], results["matmul"]
+    commit = results.get("commit") or "not recorded in the results file"
+    on = results.get("speedups")
+    speedups = ("not recorded (all on: the default)" if on is None else
+                ", ".join(f"{name} {'on' if v else 'off'}" for name, v in on.items()))
+    device = f"`{m['device']}`" + (f" ({m['gpu']})" if "gpu" in m else " (GPU numbers are not measured in this run)")
+    return "\n".join([
+        f"- Command: `{results['command']}`, started {results['date']}, {results['wall_s'] / 60:.1f} min wall time; "
+        f"profile `{results['profile']}`.",
+        f"- Commit: {commit}.",
+        f"- Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs; torch {m['torch']} with {m['torch_threads']} "
+        f"threads, Python {m['python']}, MONAI {m['monai']}; device {device}; AMP: {results['amp']}.",
+        f"- Matmul reference: {mm['n']}x{mm['n']} float32 `torch.matmul`, {mm['gflops']:.1f} GFLOP/s.",
+        f"- aunet speed-ups (aunet.speedups) when the run started: {speedups}; in-process timings inside "
+        f"reuse_cpu_memory: {results.get('reuse_cpu_memory', False)}.",
+    ])
+
+
+def time_table(key: str) -> Callable[[dict], str]:
+    """The timing table of one size key ("small", "paper") of the profile."""
+    return lambda results: timing_table(results, key)
+
+
+REGIONS: dict[str, Callable[[dict], str]] = {
+    "run": run_info, "ratios": summary, "time-small": time_table("small"), "time-paper": time_table("paper"),
+    "training": training_table, "variants": variants_table, "fastconv": fastconv_table,
+    "switches": switches_table, "allocator": allocator_table, "sliding": sliding_table,
+}
+HEADINGS = {"run": "The run", "ratios": "Ratios", "time-small": "Time and memory, small input",
+            "time-paper": "Time and memory, the paper's input size", "training": "Training throughput",
+            "variants": "Optional speed-ups", "fastconv": "aunet.fastconv",
+            "switches": "aunet's model built with its speed-ups off in turn",
+            "allocator": "CPU memory reuse", "sliding": "Whole-volume sliding-window inference"}
+_REGION = re.compile(r"(<!-- generated: ([\w-]+) -->\n).*?(<!-- end -->)", re.DOTALL)
+
+
 def render(results: dict) -> str:
-    """All tables of one run as Markdown."""
-    m = results["machine"]
-    parts = [f"Device: {m['device']} ({m.get('gpu', m['cpu'])}), torch {m['torch']}, {m['torch_threads']} threads; "
-             f"matmul {results['matmul']['n']}x{results['matmul']['n']} float32: {results['matmul']['gflops']:.1f} GFLOP/s; "
-             f"AMP: {results['amp']}; profile: {results['profile']}; in-process timings inside "
-             f"reuse_cpu_memory: {results.get('reuse_cpu_memory', False)}.",
-             "### Ratios\n\n" + summary(results)]
-    for key in results["forward"]:
-        parts.append(f"### Time and memory at {_size(results['forward'][key]['size'])}\n\n" + timing_table(results, key))
-    parts.append("### Training throughput (forward + backward + Adam step)\n\n" + training_table(results))
-    parts.append("### Optional speed-ups\n\n" + variants_table(results))
-    parts.append("### aunet.fastconv: where the forward+backward speed comes from\n\n" + fastconv_table(results))
-    parts.append("### aunet's other CPU speed-ups, switched off in turn\n\n" + switches_table(results))
-    parts.append("### CPU memory reuse (aunet.device.reuse_cpu_memory)\n\n" + allocator_table(results))
-    parts.append("### Whole-volume sliding-window inference\n\n" + sliding_table(results))
-    return "\n\n".join(parts) + "\n"
+    """All tables of one run as Markdown (what the command prints)."""
+    return "\n\n".join(f"### {HEADINGS[name]}\n\n{table(results)}" for name, table in REGIONS.items()) + "\n"
 
 
-def render_docs(results: dict) -> str:
-    """docs/benchmarks.md: how the numbers were made, on what, and the tables."""
-    m = results["machine"]
-    return f"""# Benchmarks
-
-Generated by `benchmarks/benchmark.py --write-docs` from `benchmarks/out/results.json`; do not edit by hand.
-
-Command: `{results['command']}` (run {results['date']}, {results['wall_s'] / 60:.1f} min wall time).
-
-Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, torch {m['torch']} with {m['torch_threads']} threads,
-Python {m['python']}, MONAI {m['monai']}; device `{m['device']}`{', ' + m['gpu'] if 'gpu' in m else ''}.
-
-**GPU numbers are not measured yet**: these are CPU numbers. The script supports `--device cuda` (mixed
-precision with `torch.autocast`, CUDA synchronisation around every timed call, peak memory from
-`torch.cuda.max_memory_allocated`); the "paper (GPU)" column holds the paper's own GPU times and is not
-comparable with CPU seconds, only the ratios are.
-
-How to read these numbers:
-- Models: aunet `UNet` and `AttentionUNet` (defaults: 2 gates per level, the paper's 6.40 M); MONAI
-  `AttentionUnet(spatial_dims=3, in_channels=1, out_channels=4, channels=(16,32,64,128,256), strides=(2,2,2,2))`;
-  its baseline without gates is MONAI `BasicUNet(features=(16,32,64,128,256,16))`, which has the same
-  widths and two 3x3x3 convolutions per level (MONAI's `UNet` has one per level). The MONAI pair differs
-  in more than the gates, so its ratio is an upper bound on MONAI's gate cost; aunet's pair differs
-  only by the gates.
-- Times are medians of repeats after warm-up steps (2 in the full profile, 1 with --quick), with the compared models timed in turns
-  (A, B, C, D, A, B, ...): absolute seconds vary between machines and runs, ratios from the same run
-  are what we report.
-- Forward = `model.eval()` under `torch.inference_mode()`; forward+backward = train mode, `mean(logits).backward()`.
-- The in-process timings (ratios, time tables, training, variants, fastconv, switches) run inside
-  `aunet.device.reuse_cpu_memory()`, as aunet's trainer does, for aunet's and MONAI's models alike; the "CPU memory reuse" table measures what it brings, one fresh process per row.
-- Peak memory on the CPU: the peak RSS of a fresh subprocess minus its RSS just before one call, with
-  glibc's default allocator (one process per measurement); the "CPU memory reuse" table gives the
-  process peak over several steps with reuse on and off; on CUDA, `max_memory_allocated` above what
-  was allocated before.
-- GFLOP are counted by `torch.utils.flop_counter.FlopCounterMode` (convolutions; BatchNorm, resampling
-  and activations are not counted), GFLOP/s = counted FLOPs / median time; the percentage compares it
-  with a {results['matmul']['n']}x{results['matmul']['n']} float32 `torch.matmul` timed the same way on the same machine.
-
-{render(results)}
-## What was done to make the models fast, and what was kept
-
-- No redundant resampling: at every gated level the gating signal g already lives on W_x x's grid, so
-  `aunet.layers.interpolate` returns it unchanged; the only resampling the gates add is the upsampling of
-  alpha (one channel) once per gate.
-- ReLUs run in place; inference (`aunet.inference`, the forward timings above) runs under
-  `torch.inference_mode()`; on CUDA under `torch.autocast` (bfloat16 where supported, else float16).
-- Channels-last 3D memory format and `torch.compile` are options, not defaults:
-  `aunet.unet.optimise(model, channels_last=True, compile=False)`; the "Optional speed-ups" table shows
-  what they give here (`--compile` adds the compiled variants; compilation is slow on 2 cores).
-- `aunet.fastconv` (default; same weights and function as `nn.Conv3d`, tested to float32 rounding): on
-  the CPU, PyTorch picks its convolution kernel with a heuristic tuned for 2D images that sends many
-  3D layers at batch 1 to a slow im2col kernel, and oneDNN's weight gradient parallelises poorly over a
-  single volume. aunet runs every 3x3x3 convolution's forward through oneDNN and its backward on the
-  volume cut into two depth halves with a one-slice halo (a batch of two). The "aunet.fastconv" table
-  shows it off and on, and what the same swap gives MONAI's model: the aunet / MONAI ratios in the
-  first table compare aunet as shipped with MONAI as shipped.
-- CPU memory reuse (`aunet.device.reuse_cpu_memory`, on in the trainer; an option for sliding-window
-  inference, where the table above shows its trade-off): glibc hands every allocation above 32 MiB fresh pages from the kernel and gives them back
-  on free, and the kernel zero-fills each page on first touch; at batch 1 and 160x160x96 the first
-  levels' activations are all that large, and in a forward+backward most of the time went to these page
-  faults (the "page faults / step" column). Inside the block glibc keeps freed memory and reuses it;
-  the price is a higher process peak (the "process peak RSS" column), given back when the block ends.
-  It changes no number a model computes, only where its memory comes from.
-- Exact x2 upsampling (`aunet.upsample`, default on the CPU; the same numbers as `F.interpolate` with
-  `align_corners=False`, tested to float rounding, gradient included): at a scale of exactly 2 the
-  trilinear weights are constants (0.75 and 0.25) and separable, so three one-axis passes that write
-  into strided views replace PyTorch's per-voxel 8-neighbour kernel; the backward is its transpose. Every
-  decoder level, the alpha maps and the deep-supervision head upsample by 2. The "switched off in turn"
-  table shows what it saves.
-- Folded gates in eval mode (`aunet.gate.GatedSkip`, default): in eval mode BatchNorm is a fixed affine
-  map, so each level's two gates' output transforms W, their concatenation and the merge conv + BN
-  compose into one 1x1x1 conv of the skip features, weighted per voxel by each gate's alpha (same
-  function, tested to float rounding; training runs the layers as written). The same table shows it
-  off and on.
-- Deep-supervision fusion without the full-resolution concatenation: the fusion 1x1x1 conv is composed
-  with each level's 1x1x1 conv at that level's resolution before upsampling (same function and
-  parameters, see `UNet.head`).
-- Tried and not kept: computing the 1x1x1 convolutions as one matmul (PyTorch's CPU path for 1x1x1
-  kernels on channels-first tensors is slow in isolation), because an interleaved A/B of the whole
-  model showed no gain.
-"""
+def fill_docs(text: str, results: dict) -> str:
+    """`text` (docs/benchmarks.md) with every generated region filled from `results`."""
+    found = [name for _, name, _ in _REGION.findall(text)]
+    if not found:
+        raise ValueError("docs/benchmarks.md has no generated regions (<!-- generated: NAME --> ... <!-- end -->).")
+    unknown = sorted(set(found) - set(REGIONS))
+    if unknown:
+        raise ValueError(f"docs/benchmarks.md names unknown generated regions {unknown}; "
+                         f"expected names from {', '.join(REGIONS)}.")
+    return _REGION.sub(lambda m: f"{m.group(1)}{REGIONS[m.group(2)](results)}\n{m.group(3)}", text)

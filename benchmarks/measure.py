@@ -1,19 +1,17 @@
 """Timing and memory primitives of the benchmark: interleaved medians, peak memory, matmul GFLOP/s.
 
-Timing: wall clock (`time.perf_counter`) around one call, with `torch.cuda.synchronize()` before
-and after on CUDA so that queued kernels are counted. Models being compared are timed in turns
-(A, B, A, B, ...) so that background load on a shared machine affects them alike; we report medians.
-Memory: on the CPU the peak resident set size (RSS) of a fresh subprocess, minus its RSS just before
-the measured call (allocators keep freed pages, so only a fresh process gives an honest peak); on
-CUDA `torch.cuda.max_memory_allocated` minus what was allocated before the call.
+Timing (`interleaved`, the one timing helper: every measurement goes through it): wall clock
+(`time.perf_counter`) around each call, with `torch.cuda.synchronize()` before and after on CUDA so
+that queued kernels are counted. Models being compared are timed in turns (A, B, A, B, ...) so that
+background load on a shared machine affects them alike; we report medians.
+Memory: on the CPU the peak resident set size (RSS) of a fresh process (`benchmarks.fresh`), minus
+its RSS just before the measured call (allocators keep freed pages, so only a fresh process gives an
+honest peak); on CUDA `torch.cuda.max_memory_allocated` minus what was allocated before the call.
 """
 from __future__ import annotations
 
-import json
 import resource
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -34,7 +32,7 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(step: Step, device: torch.device) -> float:
+def _timed(step: Step, device: torch.device) -> float:
     """Seconds taken by one call of `step`."""
     sync(device)
     start = time.perf_counter()
@@ -43,18 +41,30 @@ def timed(step: Step, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def interleaved(steps: dict[str, Step], device: torch.device, warmup: int, repeats: int) -> dict[str, list[float]]:
-    """Times of each step, called in turns (A, B, A, B, ...); the first `warmup` rounds are dropped."""
+def interleaved(steps: dict[str, Step], device: torch.device, warmup: int, repeats: int,
+                label: str | None = None) -> dict[str, list[float]]:
+    """Seconds of each step, called in turns (A, B, A, B, ...); the first `warmup` rounds are dropped.
+
+    With a label, prints one line of medians (a long run shows where it is).
+    """
     times: dict[str, list[float]] = {name: [] for name in steps}
     for round_ in range(warmup + repeats):
         for name, step in steps.items():
-            t = timed(step, device)
+            t = _timed(step, device)
             if round_ >= warmup:
                 times[name].append(t)
+    if label:
+        print(f"  {label}: " + ", ".join(f"{n} {median(t):.3f}s" for n, t in times.items()), flush=True)
     return times
 
 
+def once(step: Step, device: torch.device) -> float:
+    """Seconds of one call of `step` (no warm-up): `interleaved` with one step and one repeat."""
+    return interleaved({"step": step}, device, warmup=0, repeats=1)["step"][0]
+
+
 def median(times: list[float]) -> float:
+    """The median of a list of times."""
     return statistics.median(times)
 
 
@@ -118,6 +128,7 @@ def minor_faults() -> int:
 
 
 def rss_bytes() -> int:
+    """Resident set size of this process now, in bytes."""
     return psutil.Process().memory_info().rss
 
 
@@ -138,15 +149,6 @@ def peak_rss_bytes() -> int:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024  # reported in kB
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-
-
-def in_subprocess(script: Path, spec: dict, timeout: float = 3600) -> dict:
-    """Run `script --probe SPEC` in a fresh Python and return the JSON it prints on its last line."""
-    cmd = [sys.executable, str(script), "--probe", json.dumps(spec)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if done.returncode != 0:
-        raise RuntimeError(f"probe {spec} failed:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def matmul_gflops(device: torch.device, n: int, repeats: int, dtype: torch.dtype = torch.float32) -> float:

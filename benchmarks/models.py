@@ -1,4 +1,4 @@
-"""The models the benchmark compares, built by name so that a fresh subprocess can rebuild them.
+"""The models the benchmark compares, built by name so that a fresh process can rebuild them.
 
 aunet's UNet / AttentionUNet are compared with MONAI's AttentionUnet at the same channel widths
 (16-32-64-128-256) and, as its gate-free baseline, MONAI's BasicUNet with the same widths (two 3x3x3
@@ -8,12 +8,14 @@ MONAI is a benchmark-only dependency: the aunet package never imports it.
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Callable
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from aunet import fastconv, speedups
 from aunet.unet import AttentionUNet, UNet
 
 IN_CHANNELS, NUM_CLASSES = 1, 4
@@ -45,10 +47,15 @@ BUILDERS: dict[str, Callable[[], nn.Module]] = {
 PAIRS = (("aunet", "aunet.UNet", "aunet.AttentionUNet"), ("monai", "monai.BasicUNet", "monai.AttentionUnet"))
 
 
-def build(name: str, device: torch.device | str = "cpu", channels_last: bool = False) -> nn.Module:
-    """A freshly initialised model (seeded, so every process builds the same weights)."""
+def build(name: str, device: torch.device | str = "cpu", channels_last: bool = False,
+          off: tuple[str, ...] = ()) -> nn.Module:
+    """A freshly initialised model (seeded, so every process builds the same weights).
+
+    off: aunet speed-ups (names in aunet.speedups) the model is built without.
+    """
     torch.manual_seed(0)
-    model = BUILDERS[name]().to(device)
+    with speedups.off(*off) if off else nullcontext():
+        model = BUILDERS[name]().to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
     return model
@@ -57,17 +64,20 @@ def build(name: str, device: torch.device | str = "cpu", channels_last: bool = F
 def with_fastconv(model: nn.Module) -> nn.Module:
     """The same model with every nn.Conv3d running through aunet.fastconv (a benchmark-only check of
     what aunet's convolution path would give MONAI's model: same weights, same function)."""
-    from aunet import fastconv
-
     for module in model.modules():
         if type(module) is nn.Conv3d:
             module.__class__ = fastconv.Conv3d
+            module.fastconv = True  # what fastconv.Conv3d.__init__ would have set
     return model
 
 
 def count_flops(name: str, size: tuple[int, ...], batch: int = 1, backward: bool = False) -> int:
-    """FLOPs of one forward (or forward+backward) pass, counted on the meta device (no compute)."""
-    model = build(name, device="meta")
+    """FLOPs of one forward (or forward+backward) pass of the plain PyTorch model, on the meta device (no compute).
+
+    FlopCounterMode counts aten's convolutions, not aunet.fastconv's oneDNN calls; on the meta device
+    no fast path runs anyway, and the model is built plain to say so.
+    """
+    model = build(name, device="meta", off=speedups.NAMES)
     x = torch.empty(batch, IN_CHANNELS, *size, device="meta")
     with FlopCounterMode(display=False) as counter:
         out = model(x)
