@@ -61,10 +61,17 @@ def _gains(columns: Mapping[tuple[str, str], Column | None], experiment: str, me
 
 
 def forward_flops(cfg: Config) -> int:
-    """FLOPs of one eval-mode forward pass on one inference window (torch.utils.flop_counter)."""
+    """FLOPs of one eval-mode forward pass on one inference window (torch.utils.flop_counter).
+
+    Counted on the plain PyTorch path (aunet.speedups off): the counter sees aten convolutions, and the CPU
+    fast paths compute the same function through other operators it would not count.
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
-    model = cfg.build_model().eval()
+    from aunet import speedups
+
+    with speedups.off():
+        model = cfg.build_model().eval()
     x = torch.zeros(1, cfg.in_channels, *cfg.inference_patch_size)
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         model(x)
