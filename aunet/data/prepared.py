@@ -117,8 +117,11 @@ class PreparedDataset:
         return volume
 
 
-def prepare_dataset(cfg: Config, progress: bool = True) -> PreparedDataset:
-    """Validate cfg.data_dir, preprocess every case into the cache (once) and make the seeded split."""
+def prepare_dataset(cfg: Config, progress: bool = True, share: tuple[int, int] = (0, 1)) -> PreparedDataset:
+    """Validate cfg.data_dir, preprocess every case into the cache (once) and make the seeded split.
+
+    share=(k, n): preprocess only cases k, k + n, ... (one of n processes filling the cache together).
+    """
     from tqdm.auto import tqdm
 
     info = read_dataset(cfg.data_dir)
@@ -141,6 +144,6 @@ def prepare_dataset(cfg: Config, progress: bool = True) -> PreparedDataset:
     except json.JSONDecodeError:
         save_splits(splits_path, splits, **settings)
     dataset = PreparedDataset(info, cfg, splits, folder, splits_path)
-    for case in tqdm(info.cases, desc="preprocess", unit="case", disable=not progress, leave=False):
+    for case in tqdm(info.cases[share[0]::share[1]], desc="preprocess", unit="case", disable=not progress, leave=False):
         dataset.ensure(case.case_id)
     return dataset
