@@ -18,7 +18,10 @@ Where the work happens (aunet.data.augment):
 """
 from __future__ import annotations
 
+import collections
 import os
+import queue
+import threading
 from typing import Iterator, Sequence
 
 import torch
@@ -82,11 +85,18 @@ class _Stream(torch.utils.data.Sampler):
 
 
 def _collate(items: list) -> list | tuple[torch.Tensor, torch.Tensor]:
-    """Finished patches are stacked; crops (of different sizes) travel as a list."""
+    """Finished patches are stacked, labels as int64 (in the worker, not the loop); crops travel as a list."""
     if isinstance(items[0], Crop):
-        return items
+        return items  # of different sizes; uint8 labels are a quarter of the bytes to the GPU
     images, labels = zip(*items)
-    return torch.stack(images), torch.stack(labels)  # (B, 1, X, Y, Z), (B, X, Y, Z)
+    return torch.stack(images), torch.stack(labels).long()  # (B, 1, X, Y, Z), (B, X, Y, Z)
+
+
+def _release(retired: queue.SimpleQueue) -> None:
+    """Drop the batches put here. Freeing a batch from the workers returns its shared memory to the kernel,
+    tens of milliseconds for a paper-size batch; this thread does it while the loop runs the next step."""
+    while retired.get() is not None:
+        pass  # the batch's last reference went with get()'s return value
 
 
 class TrainingBatches:
@@ -115,15 +125,26 @@ class TrainingBatches:
         loader = torch.utils.data.DataLoader(
             self.crops, batch_sampler=sampler, num_workers=self.workers, collate_fn=_collate,
             pin_memory=self.device.type == "cuda", prefetch_factor=2 if self.workers else None)
+        retired: queue.SimpleQueue = queue.SimpleQueue()
+        releaser = threading.Thread(target=_release, args=(retired,), daemon=True, name="aunet-release-batches")
+        releaser.start()
+        recent: collections.deque = collections.deque()
         try:
             for batch in loader:
-                yield self.finish(batch)
+                recent.append(self.finish(batch))
+                del batch
+                if len(recent) > 2:  # two steps old: the loop holds it no more; let the releaser free it
+                    retired.put(recent.popleft())
+                yield recent[-1]
         except RuntimeError as e:
             if "shared memory" in str(e) or "shm" in str(e):
                 raise AunetError(f"The {self.workers} batch-building worker(s) ran out of shared memory (/dev/shm); "
                                  f"give the machine or container more (docker run --shm-size 8g) or set "
                                  f"num_workers=0.") from None
             raise
+        finally:
+            recent.clear()
+            retired.put(None)
 
     def finish(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Move a collated batch to the device and resample its crops there: images (B, 1, X, Y, Z), labels int64."""
