@@ -47,7 +47,7 @@ def dice_counts(pred: torch.Tensor, true: torch.Tensor, k: int) -> float:
     return 1.0 if total == 0 else 2.0 * int((p & t).sum()) / total
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def patch_dice(model: nn.Module, data: Any, cases: Sequence[str], cfg: Config, device: torch.device,
                processes: Processes = Processes()) -> dict[str, float]:
     """patch_<organ>_dice and patch_mean_dice: one forward pass per centre crop, eval mode."""

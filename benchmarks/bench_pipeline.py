@@ -16,7 +16,8 @@ Measures, on the phantom at the paper profile (2 mm, 160x160x96 patches, batch 2
 2. Validation seconds per epoch on --val-cases whole phantom volumes at 2 mm: today's (sliding windows over
    every whole volume after every epoch) and the new one (aunet.validation: centre crops of val_patches
    cases every epoch, whole volumes every val_every epochs, so (patch + whole / val_every) per epoch).
-   The model is the paper's Attention U-Net with fresh weights: the time does not depend on them.
+   The model is the paper's Attention U-Net with fresh weights (the time does not depend on them), warmed
+   up by one untimed centre crop, as it is after an epoch's training steps.
 
 Writes the raw numbers as JSON and prints a Markdown table (`table`) with the machine it ran on.
 """
@@ -153,6 +154,7 @@ def measure_validation(cfg: Config, data, device: torch.device) -> dict:
     for case_id in data.val:
         data.load(case_id)  # from the cache into memory, as during training
     patch_cases = validation.patch_cases(data.val, cfg)
+    validation.patch_dice(cases=patch_cases[:1], **common)  # warm-up: both timings below run warm, as in training
     sync(device)
     start = time.perf_counter()
     validation.patch_dice(cases=patch_cases, **common)

@@ -11,6 +11,7 @@ Where the work happens (aunet.data.augment):
     worker processes (or the loop itself, num_workers=0)   draw each patch and cut its crop from the cached volume
     training on CUDA                                        pinned memory, an asynchronous copy, `warp` on the GPU
     training on the CPU                                     `warp` in the workers too: off the loop's thread
+    a background thread                                     frees the batches the loop is done with (shared memory)
 
     batches = TrainingBatches(data, data.train, cfg, device, iterations)
     for images, labels in batches.stream(first_epoch=1):     # (B, 1, X, Y, Z) float32, (B, X, Y, Z) int64
