@@ -1,4 +1,4 @@
-"""The GPU checks of issue 11 in one call, under 8 minutes on one H200 (run by benchmarks/gpu_check.sh).
+"""The GPU checks of issue 11 in one call, sized for under 8 minutes on one H200 (benchmarks/gpu_check.sh).
 
 At the paper profile (2 mm phantom, 160x160x96 patches, the paper's widths): step time, the share of the
 training loop spent waiting for batches, epoch time and peak GPU memory, on one GPU (as configured and with
@@ -20,7 +20,7 @@ import argparse
 import json
 import os
 import shutil
-import statistics
+import signal
 import subprocess
 import sys
 import time
@@ -30,12 +30,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # aunet from this checkout
 
 SIZES = {  # what a run trains on: the paper profile on the GPU, something tiny on the CPU (tests)
-    "gpu": dict(cases=18, phantom=[], iterations=30, limit=150, train=["--device", "cuda"]),
+    "gpu": dict(cases=18, phantom=[], iterations=30, limit=None, train=["--device", "cuda"]),
     "cpu-tiny": dict(cases=6, phantom=["--size", "80,64,32"], iterations=2, limit=300,
                      train=["--device", "cpu", "--spacing", "8", "--patch-size", "32,32,32",
                             "--inference-patch-size", "32,32,32", "--base-filters", "2"]),
 }
 # 3 epochs: the first warms up (cuDNN's benchmark), the second is a typical one, the last adds whole volumes
+# seconds per stage on the GPU machine: 460 in all, so that one call ends within 8 minutes whatever happens
+LIMITS = {"phantom": 60, "one_gpu": 110, "one_gpu_channels_last": 90, "torchrun": 110, "pipeline": 90,
+          "benchmark_cuda": 300}  # --extra only
 COMMON = ["--profile", "paper", "--epochs", "3", "--val-fraction", "0.25", "--test-fraction", "0",
           "--val-every", "1000", "--snapshot-epochs", "3"]
 
@@ -53,27 +56,39 @@ def stages(args: argparse.Namespace, gpus: int) -> list[tuple[str, list[str], in
     data = work / f"phantom_{size['cases']}"
     train = [py, "-m", "aunet", "train", "--data-dir", str(data), *COMMON, *size["train"],
              "--iterations-per-epoch", str(size["iterations"])]
+    limit = lambda name: size["limit"] or LIMITS[name]  # noqa: E731
     out = [("phantom", [py, "-m", "aunet", "data", "phantom", "--out", str(data), "--cases", str(size["cases"]),
-                        "--seed", "0", "--overwrite", *size["phantom"]], 120),
-           ("one_gpu", [*train, "--out-dir", str(work / "runs" / "one_gpu")], size["limit"]),
+                        "--seed", "0", "--overwrite", *size["phantom"]], limit("phantom")),
+           ("one_gpu", [*train, "--out-dir", str(work / "runs" / "one_gpu")], limit("one_gpu")),
            ("one_gpu_channels_last", [*train, "--channels-last", "true", "--out-dir",
-                                      str(work / "runs" / "one_gpu_channels_last")], size["limit"])]
+                                      str(work / "runs" / "one_gpu_channels_last")], limit("one_gpu_channels_last"))]
     processes = args.processes or (gpus if gpus > 1 else 0)
     if processes > 1:  # torchrun on every GPU, two paper-size patches per GPU
         out.append((f"torchrun_{processes}", [py, "-m", "torch.distributed.run", "--standalone",
                                               f"--nproc-per-node={processes}", *train[1:],
                                               "--batch-size", str(2 * processes),
                                               "--out-dir", str(work / "runs" / f"torchrun_{processes}")],
-                    size["limit"]))
+                    limit("torchrun")))
     bench = [py, str(ROOT / "benchmarks" / "bench_pipeline.py"), "--out", str(Path(args.out) / "pipeline.json"),
              "--data-dir", str(work)]
     bench += ["--quick", "--device", "cpu", "--val-cases", "2", "--step-ms", "50"] if args.cpu_tiny else \
         ["--device", "cuda", "--step-ms", "200"]
-    out.append(("pipeline", bench, 200))
+    out.append(("pipeline", bench, limit("pipeline")))
     if args.extra:
         out.append(("benchmark_cuda", [py, str(ROOT / "benchmarks" / "benchmark.py"), "--device", "cuda", "--out",
-                                       str(Path(args.out) / "benchmark_cuda.json")], 300))
+                                       str(Path(args.out) / "benchmark_cuda.json")], limit("benchmark_cuda")))
     return out
+
+
+def run_stage(command: list[str], log, env: dict, limit: float) -> int | str:
+    """Run one stage in its own process group; past its limit the whole group is killed ("timeout")."""
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        return proc.wait(timeout=limit)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # torchrun's workers and DataLoader workers too
+        proc.wait()
+        return "timeout"
 
 
 def summarise_run(run_dir: Path, iterations: int) -> dict:
@@ -145,10 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             log.write(f"== {name}: {' '.join(command)}\n")
             log.flush()
             start = time.perf_counter()
-            try:
-                rc = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=limit).returncode
-            except subprocess.TimeoutExpired:
-                rc = "timeout"
+            rc = run_stage(command, log, env, limit)
             results["stages"][name] = dict(returncode=rc, seconds=time.perf_counter() - start)
             print(f"   {name}: {rc} after {results['stages'][name]['seconds']:.0f} s", flush=True)
             run_dir = work / "runs" / name

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The GPU checks of issue 11 as one call for a lent GPU machine (under 8 minutes on one H200; nothing here
-# runs in CI): step time, share of the step waiting for data, epoch time and peak memory at the paper
+# The GPU checks of issue 11 as one call for a lent GPU machine (sized for under 8 minutes on one H200; nothing
+# here runs in CI): step time, share of the step waiting for data, epoch time and peak memory at the paper
 # profile on one GPU and, where there are several, with torchrun on all of them; the batch pipeline and the
 # validation on the GPU. The stages and what they write: benchmarks/gpu_check.py. Results land in
 # ${OUT:-gpu_out}/ (the device tool brings $OUT back); data and runs in /tmp/aunet_gpu_check.
