@@ -11,6 +11,7 @@
     aunet data separability data/phantom                 aunet.data.separability.separability_report
     aunet train --profile quick --model attention_unet   aunet.train.train
     aunet train --out-dir RUN --resume [--epochs N]      aunet.train.resume_config, then train
+    torchrun --standalone --nproc-per-node N -m aunet train ...   one run on N processes (aunet.distributed)
     aunet evaluate RUN_DIR                               aunet.evaluate.evaluate_run
     aunet predict CHECKPOINT IN.nii.gz OUT.nii.gz        aunet.inference.predict_file
     aunet tables --runs results/runs --out results/tables  aunet.tables.write_tables, aunet.claims.write_claims
@@ -237,16 +238,23 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
 
 # --- aunet train / evaluate / predict / tables -----------------------------------------------------
 def _train(args: argparse.Namespace) -> int:
+    from aunet.distributed import leave, stop_on_sigterm
     from aunet.train import resume_config, train
 
     cfg = config_from_args(args)
     if args.resume:  # the run's own settings; only those given here change (aunet.train's one resume policy)
         overrides = config_overrides(args)
         cfg = resume_config(overrides.pop("out_dir", cfg.out_dir), **overrides)
-    trainer = train(cfg, resume=args.resume)
+    try:  # torchrun ends the other processes of a run with SIGTERM when one dies: one line, no traceback
+        with stop_on_sigterm():
+            trainer = train(cfg, resume=args.resume)
+    finally:
+        leave()  # the process group, when torchrun started this process
     last = trainer.history[-1] if trainer.history else {}
-    print(f"Trained {cfg.model} for {trainer.epoch} epochs into {trainer.run_dir}; "
-          f"last validation mean Dice {last.get('val_mean_dice', float('nan')):.3f}.")
+    if trainer.processes.is_main:
+        print(f"Trained {cfg.model} for {trainer.epoch} epochs into {trainer.run_dir} "
+              f"({trainer.processes.world} process(es)); last validation mean Dice "
+              f"{last.get('val_mean_dice', float('nan')):.3f}.")
     return 0
 
 

@@ -62,6 +62,15 @@ class Config:
     out_dir: str = "results/runs/run"
     init_checkpoint: str = ""  # fine-tuning: start from this checkpoint's model weights only ("" = random init)
 
+    # --- validation during training (aunet.validation) -------------------------------------------
+    val_patches: int = 4  # every epoch: Dice on the centre crops of this many validation cases (fixed; 0 = all)
+    val_every: int = 50  # whole-volume validation every val_every epochs and after the last (it chooses best.pt)
+
+    # --- speed: where batches are built, how the step runs -----------------------------------------
+    num_workers: int = -1  # batch-building processes per training process; -1 = automatic (CPU 0; CUDA cores-1, <= 8)
+    compile: bool = False  # torch.compile the model (opt-in: minutes of compiling first, then faster CUDA steps)
+    channels_last: bool = False  # channels_last_3d memory format of model and batches (measured: gpu_check.sh)
+
     # --- inference -----------------------------------------------------------------------------
     overlap: float = 0.5  # sliding-window overlap between neighbouring patches
     inference_patch_size: tuple[int, int, int] = (160, 160, 96)  # sliding-window size (validation, test, predict)
@@ -129,6 +138,12 @@ class Config:
         for name in ("epochs", "batch_size", "base_filters", "num_classes", "in_channels"):
             if getattr(self, name) < 1:
                 raise AunetError(f"{name}={getattr(self, name)} is not valid; expected a positive integer.")
+        if self.num_workers < -1:
+            raise AunetError(f"num_workers={self.num_workers} is not valid; expected -1 (automatic), 0 or more.")
+        if self.val_patches < 0:
+            raise AunetError(f"val_patches={self.val_patches} is not valid; expected 0 (all validation cases) or more.")
+        if self.val_every < 1:
+            raise AunetError(f"val_every={self.val_every} is not valid; expected a positive integer.")
         if not 0 <= self.overlap < 1:
             raise AunetError(f"overlap={self.overlap} is not valid; expected 0 <= overlap < 1.")
 
@@ -217,6 +232,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "epochs": 20,
         "iterations_per_epoch": 25,
         "snapshot_epochs": (1, 2, 4, 8, 14, 20),
+        "val_every": 1,  # a quick volume is one sliding window: whole-volume validation every epoch stays cheap
         "out_dir": "results/runs/quick",
     },
 }

@@ -13,8 +13,14 @@ target, ~0 predicted) at Dice ~1 instead of 0/0.
 
     loss_fn = build_loss(cfg.loss)          # "dice" or "dice_ce"
     loss = loss_fn(logits, labels)          # logits (B, K, *S), labels (B, *S) int64
+
+Several training processes (torchrun) each hold a share of the batch; `batch_sum` adds the per-class
+sums of the others (aunet.distributed.sum_over_processes), so the Dice spans the global batch and N
+processes optimise what one process would.
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +29,11 @@ from torch import nn
 from aunet.errors import AunetError
 
 SMOOTH = 0.01  # the paper's smoothing constant
+BatchSum = Callable[[torch.Tensor], torch.Tensor]  # sums a tensor over the processes sharing the batch
+
+
+def _local(values: torch.Tensor) -> torch.Tensor:
+    return values  # one process holds the whole batch
 
 
 def _check(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -37,8 +48,9 @@ def _check(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return target.long()
 
 
-def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = SMOOTH) -> torch.Tensor:
-    """1 - mean over classes of the soft Dice of softmax(logits) with the one-hot target."""
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = SMOOTH,
+                   batch_sum: BatchSum = _local) -> torch.Tensor:
+    """1 - mean over classes of the soft Dice of softmax(logits) with the one-hot target (sums: batch_sum)."""
     target = _check(logits, target)
     num_classes = logits.shape[1]
     # float32 even under autocast: fp16 sums over ~10^6 voxels lose the small classes
@@ -46,8 +58,8 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = S
         probs = torch.softmax(logits.float(), dim=1)  # (B, K, *S)
         one_hot = F.one_hot(target, num_classes).movedim(-1, 1).to(probs.dtype)  # (B, K, *S)
         dims = (0, *range(2, logits.dim()))  # batch and spatial: one Dice per class
-        intersection = (probs * one_hot).sum(dims)  # (K,)
-        denominator = probs.sum(dims) + one_hot.sum(dims)  # (K,)
+        sums = batch_sum(torch.stack([(probs * one_hot).sum(dims), probs.sum(dims) + one_hot.sum(dims)]))  # (2, K)
+        intersection, denominator = sums  # (K,) each, over the global batch
         dice = (2 * intersection + smooth) / (denominator + smooth)  # (K,)
         return 1 - dice.mean()
 
@@ -55,33 +67,38 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = S
 class SoftDiceLoss(nn.Module):
     """The paper's loss: soft Dice over all classes, background included, smoothing 0.01."""
 
-    def __init__(self, smooth: float = SMOOTH) -> None:
+    def __init__(self, smooth: float = SMOOTH, batch_sum: BatchSum = _local) -> None:
         super().__init__()
-        self.smooth = smooth
+        self.smooth, self.batch_sum = smooth, batch_sum
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return soft_dice_loss(logits, target, self.smooth)
+        return soft_dice_loss(logits, target, self.smooth, self.batch_sum)
 
 
 class DiceCELoss(nn.Module):
-    """Cross-entropy + soft Dice (equal weights): CE gives useful gradients early, Dice balances classes."""
+    """Cross-entropy + soft Dice (equal weights): CE gives useful gradients early, Dice balances classes.
 
-    def __init__(self, smooth: float = SMOOTH, ce_weight: float = 1.0, dice_weight: float = 1.0) -> None:
+    Under several processes the cross-entropy stays each process's own mean: DDP's gradient average makes
+    it the mean over the global batch (equal shares).
+    """
+
+    def __init__(self, smooth: float = SMOOTH, ce_weight: float = 1.0, dice_weight: float = 1.0,
+                 batch_sum: BatchSum = _local) -> None:
         super().__init__()
-        self.smooth, self.ce_weight, self.dice_weight = smooth, ce_weight, dice_weight
+        self.smooth, self.ce_weight, self.dice_weight, self.batch_sum = smooth, ce_weight, dice_weight, batch_sum
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         target = _check(logits, target)
         with torch.autocast(device_type=logits.device.type, enabled=False):
             ce = F.cross_entropy(logits.float(), target)
-        return self.ce_weight * ce + self.dice_weight * soft_dice_loss(logits, target, self.smooth)
+        return self.ce_weight * ce + self.dice_weight * soft_dice_loss(logits, target, self.smooth, self.batch_sum)
 
 
 LOSSES = {"dice": SoftDiceLoss, "dice_ce": DiceCELoss}
 
 
-def build_loss(name: str) -> nn.Module:
-    """The loss named by Config.loss: "dice" (the paper's) or "dice_ce"."""
+def build_loss(name: str, batch_sum: BatchSum = _local) -> nn.Module:
+    """The loss named by Config.loss: "dice" (the paper's) or "dice_ce"; batch_sum spans processes' batches."""
     if name not in LOSSES:
         raise AunetError(f"Unknown loss {name!r}; expected one of: {', '.join(LOSSES)}.")
-    return LOSSES[name]()
+    return LOSSES[name](batch_sum=batch_sum)

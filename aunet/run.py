@@ -75,9 +75,14 @@ class RunFolder:
 
     # --- history ---------------------------------------------------------------------------------
     def write_history(self, rows: Sequence[dict[str, Any]]) -> None:
-        """history.csv from all rows so far (rewritten whole, so it always matches last.pt)."""
+        """history.csv from all rows so far (rewritten whole, so it always matches last.pt).
+
+        Rows may differ in their columns (a run resumed by a newer aunet): the header is their union, in
+        order of appearance, and a missing value is written as nan.
+        """
         if rows:
-            atomic_write_csv(self.path / HISTORY, rows)
+            columns = list(dict.fromkeys(k for row in rows for k in row))
+            atomic_write_csv(self.path / HISTORY, [{k: row.get(k, float("nan")) for k in columns} for row in rows])
 
     def read_history(self) -> list[dict[str, float]]:
         """The rows of history.csv as numbers ([] when absent)."""

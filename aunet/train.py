@@ -1,34 +1,47 @@
-"""Training: Adam + step decay as in the paper, validation Dice per epoch, checkpoints, attention snapshots.
+"""Training: Adam + step decay as in the paper, validation per epoch, checkpoints, attention snapshots.
 
 Everything a run writes goes into its run folder (`aunet.run.RunFolder`: config, device, history, last.pt and
 best.pt, attention snapshots). Resuming (`resume=True`) continues from last.pt; `resume="auto"` does so
 when the folder holds a run and starts one otherwise. One resume policy serves the notebooks and the CLI:
 a run continues only with the settings it was trained with, except the fields in RESUMABLE_CHANGES
-(more epochs, another device, other snapshot epochs, a moved folder); `resume_config` builds such a
-Config from the saved one. Training batches are a pure function of (seed, epoch, step) (see
-aunet.data.PatchDataset), so a resumed run, even after a kill mid-epoch, ends with the same weights as
-an uninterrupted one on the CPU. Fine-tuning (`init_checkpoint`) starts a new run from another run's model
-weights, with a fresh optimiser and schedule.
+(more epochs, another device, other snapshot epochs, a moved folder, the speed settings); `resume_config`
+builds such a Config from the saved one. Training batches are a pure function of (seed, epoch, step) (see
+aunet.data.loader), whatever the number of worker processes, so a resumed run, even after a kill
+mid-epoch, ends with the same weights as an uninterrupted one on the CPU. Fine-tuning (`init_checkpoint`)
+starts a new run from another run's model weights, with a fresh optimiser and schedule.
+
+Validation (aunet.validation): centre crops of cfg.val_patches validation cases every epoch, whole volumes
+every cfg.val_every epochs and after the last one. best.pt is the model of the epoch with the highest
+whole-volume validation mean Dice so far (the validation the test evaluation repeats), so it is judged only
+on those epochs; a run without validation cases keeps best.pt equal to last.pt.
+
+Under torchrun (aunet.distributed) every process runs this same code on its share of each batch; rank 0
+alone writes the run folder, and the checkpoints hold the plain model's weights, so any number of
+processes can resume them. On CUDA: mixed precision (bfloat16 where supported, else float16 with a
+gradient scaler), cudnn.benchmark, and on request channels_last_3d and torch.compile; the CPU's memory
+reuse (and aunet's CPU convolution paths) never run there.
 """
 from __future__ import annotations
 
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from aunet import validation
 from aunet.config import Config
 from aunet.device import autocast, describe_device, needs_grad_scaler, pick_device, reuse_cpu_memory, seed_everything
+from aunet.distributed import Processes, sum_over_processes
 from aunet.errors import AunetError
-from aunet.labels import class_names
 from aunet.run import RunFolder, checkpoint_config, read_checkpoint
 from aunet.snapshots import AttentionSnapshotter, snapshot_schedule
 
-RESUMABLE_CHANGES = ("epochs", "device", "snapshot_epochs", "out_dir")  # may differ when continuing (a moved folder)
+RESUMABLE_CHANGES = ("epochs", "device", "snapshot_epochs", "out_dir",  # may differ when continuing (a moved folder)
+                     "num_workers", "compile", "channels_last")  # speed only: the same batches and model
 
 
 def check_resumable(saved: Config, cfg: Config, source: str | Path) -> None:
@@ -52,76 +65,90 @@ class Trainer:
     """Trains one model on one prepared dataset into one run folder."""
 
     def __init__(self, cfg: Config, data: Any = None, progress: bool = True) -> None:
-        from aunet.data import PatchDataset, prepare_dataset
+        from aunet.data.loader import TrainingBatches
         from aunet.losses import build_loss
 
-        self.cfg, self.progress = cfg, progress
+        self.cfg = cfg
+        self.processes = Processes.from_environment()  # rank 0 of 1 unless torchrun started this process
+        self.device = self.processes.join(pick_device(cfg.device))
+        self.progress = progress and self.processes.is_main
         self.run_dir = Path(cfg.out_dir)
         self.run = RunFolder(self.run_dir)
-        self.device = pick_device(cfg.device)
-        self.data = data if data is not None else prepare_dataset(cfg, progress=progress)
+        self.data = data if data is not None else self._prepare()
         if not self.data.train:
             raise AunetError(f"The dataset in {cfg.data_dir} has no training cases after the split; add cases.")
-        seed_everything(cfg.seed)
-        self.model = cfg.build_model().to(self.device)
+        seed_everything(cfg.seed)  # the same initial weights in every process
+        net = cfg.build_model().to(self.device)
+        if cfg.channels_last:
+            net = net.to(memory_format=torch.channels_last_3d)
+        # self.model: the plain network (checkpoints, validation, snapshots); self.trained: what the steps run
+        self.model, self.trained = self.processes.wrap(net, self.device)  # DDP + global BatchNorm under torchrun
+        if cfg.compile:
+            self.trained = torch.compile(self.trained)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed patch size: let cuDNN pick its fastest kernels once
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
         self.scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(self.device, cfg.amp))
-        self.loss_fn = build_loss(cfg.loss)
-        self.patches = PatchDataset(self.data, self.data.train, cfg, seed=cfg.seed)
+        self.loss_fn = build_loss(cfg.loss, batch_sum=sum_over_processes)  # Dice sums over the global batch
         self.iterations = cfg.iterations_per_epoch or math.ceil(len(self.data.train) / cfg.batch_size)
-        self.snapshots = AttentionSnapshotter(self.data, cfg, self.run)
+        self.batches = TrainingBatches(self.data, self.data.train, cfg, self.device, self.iterations,
+                                       self.processes.rank, self.processes.world)
+        self.snapshots = AttentionSnapshotter(self.data, cfg, self.run) if self.processes.is_main else None
         self.history: list[dict[str, float]] = []
         self.epoch = 0  # epochs completed
         self.best = -1.0
+        self.data_seconds = 0.0  # of the last epoch: the time the loop waited for its batches
+
+    def _prepare(self) -> Any:
+        """The prepared dataset; several processes fill its cache together, each a share of the cases."""
+        from aunet.data import prepare_dataset
+
+        if self.processes.distributed:
+            prepare_dataset(self.cfg, progress=False, share=(self.processes.rank, self.processes.world))
+            self.processes.barrier()
+        return prepare_dataset(self.cfg, progress=self.progress)
 
     # --- one epoch ---------------------------------------------------------------------------
     def batch(self, epoch: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The training batch of (epoch, step): images (B, 1, X, Y, Z), labels (B, X, Y, Z)."""
-        first = ((epoch - 1) * self.iterations + step) * self.cfg.batch_size
-        items = [self.patches[first + k] for k in range(self.cfg.batch_size)]
-        images, labels = (torch.stack(t) for t in zip(*items))
-        return images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+        """This process's share of the training batch of (epoch, step): images (B, 1, X, Y, Z), labels (B, X, Y, Z)."""
+        return self.batches.batch(epoch, step)
 
-    def train_epoch(self, epoch: int) -> float:
-        """One epoch of optimiser steps; returns the mean training loss."""
-        self.model.train()
-        losses = []
+    def train_epoch(self, epoch: int, batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None) -> float:
+        """One epoch of optimiser steps on `batches` (default: built here); returns the mean training loss.
+
+        The loss is the global batch's (the mean over processes); self.data_seconds is the time this loop
+        waited for its batches, the part of the epoch a faster pipeline could save.
+        """
+        self.trained.train()
+        batches = batches if batches is not None else (self.batch(epoch, step) for step in range(self.iterations))
+        losses, self.data_seconds = [], 0.0
         steps = tqdm(range(self.iterations), desc=f"epoch {epoch}", leave=False, disable=not self.progress)
         for step in steps:
-            images, labels = self.batch(epoch, step)
+            start = time.perf_counter()
+            images, labels = next(batches)
+            self.data_seconds += time.perf_counter() - start
             with autocast(self.device, self.cfg.amp):
-                logits = self.model(images)
+                logits = self.trained(images)
             loss = self.loss_fn(logits.float(), labels)
-            if not torch.isfinite(loss):
-                raise AunetError(f"The loss became {loss.item()} at epoch {epoch}, step {step}; "
+            losses.append(self.processes.sum(loss.detach()).item() / self.processes.world)  # the global batch's
+            if not math.isfinite(losses[-1]):  # every process sees the same loss here and stops with the others
+                raise AunetError(f"The loss became {losses[-1]} at epoch {epoch}, step {step}; "
                                  f"lower lr (now {self.cfg.lr}) or check the input intensities.")
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            losses.append(loss.item())
             steps.set_postfix(loss=f"{losses[-1]:.4f}")
         self.scheduler.step()
         return float(np.mean(losses))
 
-    def validate(self) -> dict[str, float]:
-        """Dice per foreground class on the whole validation volumes (sliding window)."""
-        from aunet.inference import sliding_window_predict
-        from aunet.metrics import dice
-
-        names = class_names(self.cfg.num_classes)
-        scores: dict[str, list[float]] = {f"val_{n}_dice": [] for n in names.values()}
-        for case_id in self.data.val:
-            volume = self.data.load(case_id)
-            pred = sliding_window_predict(self.model, volume.image, self.cfg.inference_patch_size, overlap=self.cfg.overlap,
-                                          num_classes=self.cfg.num_classes, device=self.device, progress=False,
-                                          amp=self.cfg.amp)
-            for k, n in names.items():
-                scores[f"val_{n}_dice"].append(dice(pred.labels == k, volume.label == k))
-        out = {key: float(np.nanmean(v)) if v else float("nan") for key, v in scores.items()}
-        out["val_mean_dice"] = float(np.nanmean(list(out.values()))) if self.data.val else float("nan")
-        return out
+    def validate(self, volumes: bool = True) -> dict[str, float]:
+        """Dice per foreground class: whole volumes (NaN unless `volumes`), then the fixed centre crops."""
+        common = dict(model=self.model, data=self.data, cfg=self.cfg, device=self.device, processes=self.processes)
+        whole = validation.volume_dice(cases=self.data.val, **common) if volumes \
+            else validation.not_measured("val", self.cfg)
+        return {**whole, **validation.patch_dice(cases=validation.patch_cases(self.data.val, self.cfg), **common)}
 
     # --- the run -----------------------------------------------------------------------------
     def fit(self, resume: bool | str = False) -> list[dict[str, float]]:
@@ -139,35 +166,55 @@ class Trainer:
                              f"or choose another --out-dir.")
         elif self.cfg.init_checkpoint:
             self.load_initial_weights(Path(self.cfg.init_checkpoint))
-        self.run.write_config(self.cfg)
-        self.run.write_device(describe_device(self.device))
+        if self.processes.is_main:  # rank 0 alone writes the run folder
+            self.run.write_config(self.cfg)
+            self.run.write_device(describe_device(self.device, self.processes.world))
+            if self.epoch == 0:
+                self.snapshots.save(self.model, 0)  # alpha at initialisation: uniform
         schedule = snapshot_schedule(self.cfg.epochs, self.cfg.snapshot_epochs)
-        if self.epoch == 0:
-            self.snapshots.save(self.model, 0)  # alpha at initialisation: uniform
         epochs = tqdm(range(self.epoch + 1, self.cfg.epochs + 1), desc=f"train {self.cfg.model}",
                       initial=self.epoch, total=self.cfg.epochs, disable=not self.progress)
-        with reuse_cpu_memory(self.device.type == "cpu"):  # faster CPU steps (see its docstring)
-            for epoch in epochs:
-                start = time.perf_counter()
-                lr = self.optimizer.param_groups[0]["lr"]
-                loss = self.train_epoch(epoch)
-                row = {"epoch": epoch, "train_loss": loss, **self.validate(), "lr": lr,
-                       "seconds": time.perf_counter() - start}
-                if self.device.type == "cuda":  # peak memory of the epoch, for docs and benchmarks
-                    row["gpu_peak_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
-                    torch.cuda.reset_peak_memory_stats(self.device)
-                self.history.append(row)
-                self.epoch = epoch
-                if epoch in schedule:
-                    self.snapshots.save(self.model, epoch)
-                improved = row["val_mean_dice"] > self.best or not self.data.val
-                self.best = max(self.best, row["val_mean_dice"]) if self.data.val else self.best
-                self.run.write_checkpoint("last", self.checkpoint_state())
-                if improved:
-                    self.run.write_checkpoint("best", self.checkpoint_state())
-                self.run.write_history(self.history)
-                epochs.set_postfix(loss=f"{loss:.3f}", val_dice=f"{row['val_mean_dice']:.3f}")
+        batches = self.batches.stream(self.epoch + 1)  # built ahead by the workers, across epochs and validation
+        try:
+            with reuse_cpu_memory(self.device.type == "cpu"), self.processes.stopped_by_failure():
+                for epoch in epochs:
+                    row = self.run_epoch(epoch, batches)
+                    self.history.append(row)
+                    self.epoch = epoch
+                    # best.pt: the highest whole-volume validation mean Dice so far (see the module docstring)
+                    improved = not self.data.val or row["val_mean_dice"] > self.best  # NaN (no validation): False
+                    self.best = row["val_mean_dice"] if self.data.val and improved else self.best
+                    if self.processes.is_main:
+                        self.save(epoch, improved, epoch in schedule)
+                    epochs.set_postfix(loss=f"{row['train_loss']:.3f}", patch_dice=f"{row['patch_mean_dice']:.3f}",
+                                       val_dice=f"{row['val_mean_dice']:.3f}")
+        finally:
+            batches.close()  # stops the worker processes
         return self.history
+
+    def run_epoch(self, epoch: int, batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None) -> dict[str, float]:
+        """Train one epoch, validate, and return the epoch's history row."""
+        start = time.perf_counter()
+        lr = self.optimizer.param_groups[0]["lr"]
+        loss = self.train_epoch(epoch, batches)
+        trained = time.perf_counter()
+        scores = self.validate(volumes=validation.is_volume_epoch(epoch, self.cfg))
+        end = time.perf_counter()
+        row = {"epoch": epoch, "train_loss": loss, **scores, "lr": lr, "seconds": end - start,
+               "train_seconds": trained - start, "data_seconds": self.data_seconds, "val_seconds": end - trained}
+        if self.device.type == "cuda":  # peak memory of the epoch, for docs and benchmarks
+            row["gpu_peak_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+            torch.cuda.reset_peak_memory_stats(self.device)
+        return row
+
+    def save(self, epoch: int, improved: bool, snapshot: bool) -> None:
+        """Write the epoch's records: attention snapshot (when scheduled), last.pt, best.pt (when improved), history."""
+        if snapshot:
+            self.snapshots.save(self.model, epoch)
+        self.run.write_checkpoint("last", self.checkpoint_state())
+        if improved:
+            self.run.write_checkpoint("best", self.checkpoint_state())
+        self.run.write_history(self.history)
 
     # --- checkpoints -------------------------------------------------------------------------
     def checkpoint_state(self) -> dict[str, Any]:

@@ -1,30 +1,29 @@
 #!/usr/bin/env bash
-# The GPU checks of issues 4 and 5, as one script for a lent GPU machine (nothing here runs in CI).
-#   1. notebook 04 executed by papermill on CUDA with mixed precision, at a larger size than the CPU
-#      quick profile; time per epoch and peak GPU memory are read from its run folders;
-#   2. the benchmark on CUDA with AMP: 160x160x96 inference time of both models next to the paper's
-#      0.167 s / 0.179 s.
-# Everything it writes lands in ${OUT:-gpu_out}/ (the device tool brings $OUT back).
-# Usage: bash benchmarks/gpu_check.sh   (needs the .venv built by `make setup`, or run `make setup` first)
+# The GPU checks of issue 11 as one call for a lent GPU machine (sized for under 8 minutes on one H200; nothing
+# here runs in CI): step time, share of the step waiting for data, epoch time and peak memory at the paper
+# profile on one GPU and, where there are several, with torchrun on all of them; the batch pipeline and the
+# validation on the GPU. The stages and what they write: benchmarks/gpu_check.py. Results land in
+# ${OUT:-gpu_out}/ (the device tool brings $OUT back); data and runs in /tmp/aunet_gpu_check.
+#
+# Usage: bash benchmarks/gpu_check.sh [--dry-run | --cpu-tiny] [--extra] [--processes N]
+# Python: $PYTHON, else .venv/bin/python (make setup), else python3. A GPU machine without a package
+# registry may lack aunet's dependencies (its image has torch, numpy, scipy, tqdm, matplotlib, but not
+# nibabel): put their wheels in .whl/ (README's "Training on GPUs") and they are installed for this call.
 set -euo pipefail
-OUT=${OUT:-gpu_out}
-mkdir -p "$OUT"
-make setup >/dev/null
-PY=.venv/bin/python
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.csv"
-$PY -c "import torch; assert torch.cuda.is_available(), 'no CUDA'; print(torch.__version__, torch.cuda.get_device_name())" | tee "$OUT/torch.txt"
-[ -f data/phantom/dataset.json ] || .venv/bin/aunet data phantom --out data/phantom --cases 30 --seed 0
-# 1. notebook 04 on CUDA with the paper profile (2 mm, 160x160x96 patches, batch 2, the paper's widths)
-.venv/bin/papermill --kernel aunet --cwd notebooks notebooks/04_training.ipynb "$OUT/04_training_cuda.ipynb" \
-  -p profile paper -p epochs 10 -p iterations_per_epoch 20 -p out_dir "../$OUT/runs" \
-  -p figures_dir "../$OUT/figures" -p device cuda
-$PY - "$OUT" <<'PY'
-import csv, json, sys, torch
-out = sys.argv[1]
-rows = {m: list(csv.DictReader(open(f"{out}/runs/{m}/history.csv"))) for m in ("unet", "attention_unet")}
-print(json.dumps({m: {"epochs": len(r), "median_epoch_s": sorted(float(x["seconds"]) for x in r)[len(r) // 2],
-                      "peak_gpu_gib": max(float(x["gpu_peak_gib"]) for x in r),
-                      "last_val_pancreas_dice": float(r[-1]["val_pancreas_dice"])} for m, r in rows.items()}, indent=1))
-PY
-# 2. the benchmark on CUDA with AMP
-$PY -m benchmarks.benchmark --device cuda --out "$OUT/benchmark_cuda.json" | tee "$OUT/benchmark_cuda.md"
+cd "$(dirname "$0")/.."
+if [ -n "${PYTHON:-}" ]; then PY=$PYTHON; elif [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
+if ! "$PY" -c "import nibabel, tqdm, scipy" 2>/dev/null; then
+  if ls .whl/*.whl >/dev/null 2>&1; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/aunet_site .whl/*.whl
+    export PYTHONPATH="/tmp/aunet_site${PYTHONPATH:+:$PYTHONPATH}"
+  else
+    echo "gpu_check: $PY cannot import nibabel, tqdm and scipy; run 'make setup' or put their wheels in .whl/" >&2
+    exit 2
+  fi
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # aunet from this checkout, installed or not
+if command -v nvidia-smi >/dev/null 2>&1; then
+  mkdir -p "${OUT:-gpu_out}"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "${OUT:-gpu_out}/gpu.csv" || true
+fi
+exec "$PY" benchmarks/gpu_check.py "$@"

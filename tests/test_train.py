@@ -108,3 +108,17 @@ def test_snapshot_schedule_scales_to_run_length():
     assert snapshot_schedule(200) == [3, 6, 10, 60, 150]
     assert snapshot_schedule(20) == [1, 2, 3, 8, 20]
     assert snapshot_schedule(20, (1, 2, 4, 8, 16)) == [1, 2, 4, 8, 16]
+
+
+def test_patch_validation_every_epoch_whole_volumes_every_val_every(phantom, tmp_path):
+    cfg = tiny_config(phantom, tmp_path / "run", epochs=3, val_every=2, snapshot_epochs=(3,))
+    trainer = train(cfg, progress=False)
+    rows = RunFolder(cfg.out_dir).read_history()
+    assert [np.isnan(r["val_mean_dice"]) for r in rows] == [True, False, False]  # epochs 2 and 3 (the last)
+    assert all(0 <= r["patch_mean_dice"] <= 1 and 0 <= r["patch_pancreas_dice"] <= 1 for r in rows)
+    assert all(r["seconds"] >= r["train_seconds"] >= r["data_seconds"] >= 0 and r["val_seconds"] >= 0 for r in rows)
+    # best.pt: the epoch with the highest whole-volume validation mean Dice (ties: the first)
+    best = torch.load(Path(cfg.out_dir) / "best.pt", weights_only=True)
+    judged = [r for r in rows if not np.isnan(r["val_mean_dice"])]
+    assert best["epoch"] == max(judged, key=lambda r: (r["val_mean_dice"], -r["epoch"]))["epoch"]
+    assert trainer.best == max(r["val_mean_dice"] for r in judged)

@@ -169,8 +169,13 @@ def write_entry(case: Case, info: DatasetInfo, cfg: Config, path: Path) -> str:
     return case.case_id
 
 
-def prepare_dataset(cfg: Config, progress: bool = True, workers: int = 1) -> PreparedDataset:
-    """Validate cfg.data_dir, preprocess the split's cases into the cache (once, in `workers` processes), split it."""
+def prepare_dataset(cfg: Config, progress: bool = True, workers: int = 1,
+                    share: tuple[int, int] = (0, 1)) -> PreparedDataset:
+    """Validate cfg.data_dir, preprocess the split's cases into the cache (once, in `workers` processes), split it.
+
+    share=(k, n): preprocess only every n-th of those cases from the k-th (one of n processes filling the
+    cache together, e.g. the ranks of a torchrun job).
+    """
     info = read_dataset(cfg.data_dir)
     key = settings_key(cfg)
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
@@ -196,5 +201,6 @@ def prepare_dataset(cfg: Config, progress: bool = True, workers: int = 1) -> Pre
         save_splits(splits_path, splits, **settings)
     dataset = PreparedDataset(info, cfg, splits, folder, splits_path)
     used = set(splits["train"] + splits["val"] + splits["test"])
-    dataset.ensure_all([c.case_id for c in info.cases if c.case_id in used], workers, progress)
+    cases = [c.case_id for c in info.cases if c.case_id in used][share[0]::share[1]]
+    dataset.ensure_all(cases, workers, progress)
     return dataset

@@ -65,12 +65,15 @@ def overlay_alpha(ax: plt.Axes, image: np.ndarray, alpha: np.ndarray, label: np.
 
 def plot_training_curves(histories: Mapping[str, Sequence[Mapping[str, float]]],
                          metrics: Sequence[str] = ("train_loss", "val_pancreas_dice", "val_mean_dice")) -> plt.Figure:
-    """Loss and validation Dice per epoch, one panel per metric, one line per model."""
+    """Loss and validation Dice per epoch, one panel per metric, one line per model.
+
+    Epochs without a value (whole-volume validation runs every val_every epochs) are left out of the line.
+    """
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.2))
     for ax, metric in zip(np.atleast_1d(axes), metrics):
         for name, rows in histories.items():
-            epochs = [r["epoch"] for r in rows]
-            ax.plot(epochs, [float(r[metric]) for r in rows], marker=".", label=name)
+            points = [(r["epoch"], float(r[metric])) for r in rows if not np.isnan(float(r.get(metric, np.nan)))]
+            ax.plot([e for e, _ in points], [v for _, v in points], marker=".", label=name)
         ax.set_xlabel("epoch")
         ax.set_title(metric.replace("_", " "), fontsize=10)
         ax.grid(alpha=0.3)
