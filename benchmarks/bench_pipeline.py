@@ -1,6 +1,6 @@
 """What the training loop waits for: building one augmented paper-size batch, and validation per epoch.
 
-    python benchmarks/bench_pipeline.py --out benchmarks/out/pipeline.json [--device auto|cpu|cuda] [--quick]
+    python -m benchmarks.bench_pipeline --out benchmarks/out/pipeline.json [--device auto|cpu|cuda] [--quick]
 
 Measures, on the phantom at the paper profile (2 mm, 160x160x96 patches, batch 2):
 
@@ -210,7 +210,7 @@ def run(args: argparse.Namespace) -> dict:
     folder = Path(args.data_dir or tempfile.mkdtemp(prefix="aunet_bench_pipeline_"))
     print(f"data in {folder}", flush=True)
     cfg, data = make_data(folder, prof, args.val_cases, device)
-    results = dict(command=" ".join(["python", "benchmarks/bench_pipeline.py", *sys.argv[1:]]),
+    results = dict(command=" ".join(["python", "-m", "benchmarks.bench_pipeline", *sys.argv[1:]]),
                    date=datetime.date.today().isoformat(), machine=machine(device), patch=list(cfg.patch_size),
                    spacing=cfg.spacing, batch_size=cfg.batch_size)
     with reuse_cpu_memory(device.type == "cpu"):  # as the trainer runs on the CPU

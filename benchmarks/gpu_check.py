@@ -3,13 +3,13 @@
 At the paper profile (2 mm phantom, 160x160x96 patches, the paper's widths): step time, the share of the
 training loop spent waiting for batches, epoch time and peak GPU memory, on one GPU (as configured and with
 channels_last_3d) and, where the machine has several GPUs, with torchrun on all of them; then the batch
-pipeline and the validation measured on the GPU (benchmarks/bench_pipeline.py --device cuda). Each stage is
+pipeline and the validation measured on the GPU (python -m benchmarks.bench_pipeline --device cuda). Each stage is
 one command with a time limit; the numbers are read from the runs' own history (aunet.run.RunFolder).
 
     bash benchmarks/gpu_check.sh                 # on the GPU machine; results in $OUT (default gpu_out/)
     bash benchmarks/gpu_check.sh --dry-run       # print the stages' commands, run nothing
     bash benchmarks/gpu_check.sh --cpu-tiny      # the same stages on the CPU at a tiny size (tests/)
-    bash benchmarks/gpu_check.sh --extra         # also benchmarks/benchmark.py on CUDA (needs monai there)
+    bash benchmarks/gpu_check.sh --extra         # also python -m benchmarks.benchmark on CUDA (needs monai there)
 
 Written to $OUT: gpu_check.json (every number), gpu_check.md (the table), pipeline.json, gpu_check.log.
 Data and run folders go to --work (default /tmp/aunet_gpu_check), not $OUT (checkpoints are large).
@@ -26,8 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # aunet from this checkout
+ROOT = Path(__file__).resolve().parents[1]  # gpu_check.sh runs this from ROOT with ROOT on PYTHONPATH
 
 SIZES = {  # what a run trains on: the paper profile on the GPU, something tiny on the CPU (tests)
     "gpu": dict(cases=18, phantom=[], iterations=30, limit=None, train=["--device", "cuda"]),
@@ -69,13 +68,13 @@ def stages(args: argparse.Namespace, gpus: int) -> list[tuple[str, list[str], in
                                               "--batch-size", str(2 * processes),
                                               "--out-dir", str(work / "runs" / f"torchrun_{processes}")],
                     limit("torchrun")))
-    bench = [py, str(ROOT / "benchmarks" / "bench_pipeline.py"), "--out", str(Path(args.out) / "pipeline.json"),
+    bench = [py, "-m", "benchmarks.bench_pipeline", "--out", str(Path(args.out) / "pipeline.json"),
              "--data-dir", str(work)]
     bench += ["--quick", "--device", "cpu", "--val-cases", "2", "--step-ms", "50"] if args.cpu_tiny else \
         ["--device", "cuda", "--step-ms", "200"]
     out.append(("pipeline", bench, limit("pipeline")))
     if args.extra:
-        out.append(("benchmark_cuda", [py, str(ROOT / "benchmarks" / "benchmark.py"), "--device", "cuda", "--out",
+        out.append(("benchmark_cuda", [py, "-m", "benchmarks.benchmark", "--device", "cuda", "--out",
                                        str(Path(args.out) / "benchmark_cuda.json")], limit("benchmark_cuda")))
     return out
 
@@ -128,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="print the commands only")
     p.add_argument("--cpu-tiny", action="store_true", help="the same stages on the CPU at a tiny size")
     p.add_argument("--processes", type=int, default=0, help="torchrun processes (default: every GPU, if several)")
-    p.add_argument("--extra", action="store_true", help="also benchmarks/benchmark.py on CUDA (needs monai)")
+    p.add_argument("--extra", action="store_true", help="also python -m benchmarks.benchmark on CUDA (needs monai)")
     p.add_argument("--only", default="", help="comma-separated stage names to run (default: all)")
     args = p.parse_args(argv)
     gpus = 0 if args.cpu_tiny else gpu_count()
@@ -174,8 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / "gpu_check.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
     table = markdown(results)
     if "pipeline" in results:
-        sys.path.insert(0, str(ROOT / "benchmarks"))
-        import bench_pipeline
+        from benchmarks import bench_pipeline
 
         table += "\n\n" + bench_pipeline.table(results["pipeline"])
     (out / "gpu_check.md").write_text(table + "\n")

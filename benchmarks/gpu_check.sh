@@ -26,4 +26,4 @@ if command -v nvidia-smi >/dev/null 2>&1; then
   mkdir -p "${OUT:-gpu_out}"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "${OUT:-gpu_out}/gpu.csv" || true
 fi
-exec "$PY" benchmarks/gpu_check.py "$@"
+exec "$PY" -m benchmarks.gpu_check "$@"

@@ -5,15 +5,8 @@ Asserts structure only, never a time (speed is measured by benchmarks/, not by t
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
-import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-bench_pipeline = pytest.importorskip("bench_pipeline")
-gpu_check = pytest.importorskip("gpu_check")
+from benchmarks import bench_pipeline, gpu_check
 
 
 def test_pipeline_benchmark_runs_and_renders(tmp_path):
