@@ -89,9 +89,10 @@ def run_tasks(tasks: Sequence[Task], workers: int = 1, progress: bool = True) ->
                     try:
                         results[task.key] = future.result()  # a task's error stops the pool and reaches the caller
                     except cf.process.BrokenProcessPool:
-                        raise AunetError(f"A training process died (killed, or out of memory) while running "
-                                         f"{_label(task.key)}; run the same call again to continue: finished runs "
-                                         f"are kept and interrupted ones resume.") from None
+                        busy = ", ".join(_label(t.key) for t in [task, *running.values()])
+                        raise AunetError(f"A training process died (killed, or out of memory) while running {busy}; "
+                                         f"run the same call again to continue: finished runs are kept and "
+                                         f"interrupted ones resume.") from None
                     bar.update()
                     if progress:
                         tqdm.write(f"{_label(task.key)}: {results[task.key]}")

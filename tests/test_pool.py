@@ -30,5 +30,5 @@ def test_order_results_and_one_thread_each():
 
 
 def test_a_dead_process_is_one_sentence():
-    with pytest.raises(AunetError, match="A training process died .* while running dies; run the same call again"):
+    with pytest.raises(AunetError, match="A training process died .* while running .*dies.*; run the same call again"):
         run_tasks([Task("dies", _die, {}), Task("fine", _threads, {"x": 1})], workers=2, progress=False)
