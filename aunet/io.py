@@ -77,3 +77,19 @@ def atomic_folder(out: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def file_digest(path: str | Path, algorithm: str = "sha256", progress: bool = False) -> str:
+    """The hex digest of a file ("sha256", "md5", ...), read in 1 MiB blocks, with an optional progress bar."""
+    import hashlib
+
+    from tqdm.auto import tqdm
+
+    path = Path(path)
+    digest = hashlib.new(algorithm, usedforsecurity=False)
+    with open(path, "rb") as f, tqdm(total=path.stat().st_size, unit="B", unit_scale=True,
+                                     desc=f"{algorithm} {path.name}", disable=not progress, leave=False) as bar:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+            bar.update(len(block))
+    return digest.hexdigest()

@@ -22,7 +22,6 @@ A failing notebook stops the reproduction with one line naming the notebook and 
 from __future__ import annotations
 
 import datetime
-import hashlib
 import importlib.metadata
 import json
 import logging
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from aunet.errors import AunetError
-from aunet.io import atomic_write_text
+from aunet.io import atomic_write_text, file_digest
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository (notebooks/, results/, figures/)
 KERNEL = "aunet"
@@ -49,14 +48,6 @@ def reproduction_notebooks(folder: str | Path = ROOT / "notebooks") -> list[Path
     if not found:
         raise AunetError(f"{folder}: no numbered notebooks (01_*.ipynb ...) found; expected aunet's notebooks/ folder.")
     return found
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def git_state(root: Path = ROOT) -> dict[str, Any]:
@@ -201,7 +192,7 @@ def reproduce(profile: str = "quick", parameters: Mapping[str, Any] | None = Non
         handler.close()
     written = _written([root / o for o in outputs], since)
     seeds, run_seconds = _runs(root / runs_dir, root)
-    outputs_sha = {_relative(p, root): sha256(p) for p in written if not p.stem == TIMINGS}
+    outputs_sha = {_relative(p, root): file_digest(p) for p in written if not p.stem == TIMINGS}
     finished = datetime.datetime.now(datetime.timezone.utc)
     manifest = {
         "aunet": _version(), "git": git_state(root), "packages": package_versions(), "machine": machine(),
@@ -209,7 +200,7 @@ def reproduce(profile: str = "quick", parameters: Mapping[str, Any] | None = Non
         "times": {"started": started.isoformat(timespec="seconds"), "finished": finished.isoformat(timespec="seconds"),
                   "seconds": round((finished - started).total_seconds(), 1), "notebooks": seconds,
                   "runs_training_seconds": run_seconds, "folder": _relative(folder, root),
-                  "timings_outputs": {_relative(p, root): sha256(p) for p in written if p.stem == TIMINGS}},
+                  "timings_outputs": {_relative(p, root): file_digest(p) for p in written if p.stem == TIMINGS}},
     }
     text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
     atomic_write_text(root / manifest_path, text)

@@ -13,7 +13,6 @@ a mismatch removes the partial file and is refused in one sentence naming both s
 from __future__ import annotations
 
 import errno
-import hashlib
 import http.client
 import json
 import os
@@ -27,23 +26,15 @@ import urllib.request
 from pathlib import Path
 
 from aunet.errors import AunetError
+from aunet.io import file_digest
 
 BLOCK = 1 << 20  # bytes per read and per progress update
 GB = 1e9
 
 
 def md5sum(path: str | Path, progress: bool = False) -> str:
-    """The md5 of a file (hex), read in 1 MiB blocks, with an optional progress bar."""
-    from tqdm.auto import tqdm
-
-    path = Path(path)
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f, tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"md5 {path.name}",
-                                     disable=not progress, leave=False) as bar:
-        for block in iter(lambda: f.read(BLOCK), b""):
-            digest.update(block)
-            bar.update(len(block))
-    return digest.hexdigest()
+    """The md5 of a file (hex), with an optional progress bar."""
+    return file_digest(path, "md5", progress)
 
 
 def check_md5(path: Path, expected: str, progress: bool = False) -> None:

@@ -19,7 +19,6 @@ Image files are copied byte for byte, so `aunet data check` sees the scanner's o
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -33,7 +32,7 @@ import numpy as np
 
 from aunet.data.nifti import load_nifti, read_data, save_nifti
 from aunet.errors import AunetError
-from aunet.io import atomic_folder, refuse_nonempty
+from aunet.io import atomic_folder, file_digest, refuse_nonempty
 from aunet.labels import CT150, TOTALSEG_TO_CT150
 
 ARCHIVE_NAME = "totalsegmentator-2.18.0.tar.gz"
@@ -53,14 +52,6 @@ def default_cache() -> Path:
     return Path(os.environ.get("AUNET_CACHE", Path.home() / ".cache" / "aunet"))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def pip_download_command(dest: str | Path) -> list[str]:
     """The pip command that fetches the source archive into `dest` (this Python's pip, the user's pip settings)."""
     return [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", REQUIREMENT,
@@ -70,7 +61,7 @@ def pip_download_command(dest: str | Path) -> list[str]:
 def fetch_archive(cache: str | Path | None = None, progress: bool = True) -> Path:
     """The TotalSegmentator source archive: from the cache, else through `pip download`, sha256-verified."""
     path = Path(cache or default_cache()) / ARCHIVE_NAME
-    if path.is_file() and _sha256(path) == ARCHIVE_SHA256:
+    if path.is_file() and file_digest(path) == ARCHIVE_SHA256:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".pip-download-", dir=path.parent) as tmp:
@@ -87,7 +78,7 @@ def fetch_archive(cache: str | Path | None = None, progress: bool = True) -> Pat
                        f"{ARCHIVE_NAME} not among the files it saved")
             raise AunetError(f"pip download {REQUIREMENT} failed ({why}); check pip's index settings "
                              f"(`pip config list`), or fetch {ARCHIVE_NAME} elsewhere and pass --archive PATH.")
-        if _sha256(got) != ARCHIVE_SHA256:
+        if file_digest(got) != ARCHIVE_SHA256:
             raise AunetError(f"pip download {REQUIREMENT}: the archive does not match its sha256 {ARCHIVE_SHA256}; "
                              "expected TotalSegmentator's published source archive (is the index a faithful mirror?).")
         os.chmod(got, 0o644)
@@ -117,7 +108,7 @@ def write_example_ct(out: str | Path, archive: str | Path | None = None, cache: 
         archive = Path(archive)
         if not archive.is_file():
             raise AunetError(f"{archive}: file not found; expected the TotalSegmentator archive {ARCHIVE_NAME}.")
-        if _sha256(archive) != ARCHIVE_SHA256:
+        if file_digest(archive) != ARCHIVE_SHA256:
             raise AunetError(f"{archive}: sha256 differs from {ARCHIVE_NAME}'s {ARCHIVE_SHA256}; "
                              "expected exactly that archive.")
     else:
