@@ -177,6 +177,7 @@ def reproduce(profile: str = "quick", parameters: Mapping[str, Any] | None = Non
     for name in ("aunet.reproduce", "papermill"):
         logging.getLogger(name).addHandler(handler)
         logging.getLogger(name).setLevel(logging.INFO)
+    git = git_state(root)  # before the notebooks rewrite tracked tables and figures
     common = {"profile": profile, **(parameters or {})}
     since, used, seconds = time.time() - 1, {}, {}
     try:
@@ -195,7 +196,7 @@ def reproduce(profile: str = "quick", parameters: Mapping[str, Any] | None = Non
     outputs_sha = {_relative(p, root): file_digest(p) for p in written if not p.stem == TIMINGS}
     finished = datetime.datetime.now(datetime.timezone.utc)
     manifest = {
-        "aunet": _version(), "git": git_state(root), "packages": package_versions(), "machine": machine(),
+        "aunet": _version(), "git": git, "packages": package_versions(), "machine": machine(),
         "profile": profile, "parameters": used, "seeds": seeds, "outputs": outputs_sha,
         "times": {"started": started.isoformat(timespec="seconds"), "finished": finished.isoformat(timespec="seconds"),
                   "seconds": round((finished - started).total_seconds(), 1), "notebooks": seconds,

@@ -46,6 +46,12 @@ class Difference:
     def to_dict(self) -> dict[str, float | int | str]:
         return asdict(self)
 
+    def format_interval(self, digits: int = 3) -> str:
+        """'+0.012 [-0.020, +0.041] (n 18)'."""
+        if math.isnan(self.mean):
+            return "n/a"
+        return f"{self.mean:+.{digits}f} [{self.low:+.{digits}f}, {self.high:+.{digits}f}] (n {self.n})"
+
     def format(self, digits: int = 3) -> str:
         """'+0.012 [-0.020, +0.041], p 0.43 (n 18)'."""
         if math.isnan(self.mean):

@@ -223,7 +223,7 @@ def build_table(name: str, runs_dir: str | Path, experiments: Mapping[str, Exper
             paper_cells = [format_value(k, paper.get(k)) for _, k in ROWS[:6]] + [str(paper["test_cases"]), NOT_GIVEN,
                                                                                   NOT_GIVEN]
             if model == "attention_unet":
-                cells += [diffs[m].format() if r == "ci" else format_p(diffs[m].p) for _, m, r in PAIRED_ROWS]
+                cells += [diffs[m].format_interval() if r == "ci" else format_p(diffs[m].p) for _, m, r in PAIRED_ROWS]
                 paper_cells += [_paper_difference(exp.name, m) if r == "ci" else NOT_GIVEN for _, m, r in PAIRED_ROWS]
             else:
                 cells += [""] * len(PAIRED_ROWS)

@@ -95,7 +95,7 @@ def test_seeds_pool_and_paired_rows_match_scipy(tmp_path):
     table = build_table("table1_ct150", tmp_path)
     att = column(table, "Att U-Net (120/30) measured")
     assert att[6:8] == ["8 (4 cases)", "0, 1"]
-    assert att[9].startswith("+0.100 [+0.100, +0.100]") and att[9].endswith("(n 8)")  # every pair gains 0.1
+    assert att[9] == "+0.100 [+0.100, +0.100] (n 8)"  # every pair gains 0.1
     d = [a - u for s in (0, 1) for a, u in zip(recall_a[s], recall_u[s])]
     assert att[11].startswith(f"{sum(d) / len(d):+.3f} [")
     p = wilcoxon(d).pvalue
