@@ -69,6 +69,10 @@ class Processes:
         if not self.distributed:
             return device
         if device.type == "cuda":
+            if self.local_rank >= torch.cuda.device_count():
+                raise AunetError(f"torchrun started process {self.local_rank} on this machine but PyTorch sees "
+                                 f"{torch.cuda.device_count()} GPU(s); use --nproc-per-node "
+                                 f"{torch.cuda.device_count()} or fewer.")
             device = torch.device("cuda", self.local_rank)
             torch.cuda.set_device(device)
         if not dist.is_initialized():
