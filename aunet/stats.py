@@ -52,13 +52,6 @@ class Difference:
             return "n/a"
         return f"{self.mean:+.{digits}f} [{self.low:+.{digits}f}, {self.high:+.{digits}f}] (n {self.n})"
 
-    def format(self, digits: int = 3) -> str:
-        """'+0.012 [-0.020, +0.041], p 0.43 (n 18)'."""
-        if math.isnan(self.mean):
-            return "n/a"
-        return (f"{self.mean:+.{digits}f} [{self.low:+.{digits}f}, {self.high:+.{digits}f}], "
-                f"p {format_p(self.p)} (n {self.n})")
-
 
 def format_p(p: float) -> str:
     """A p value as people read it: 0.43, 0.006, <0.001."""
