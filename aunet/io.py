@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
 
+from aunet.errors import AunetError
+
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -35,6 +37,23 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write `text` to `path` atomically."""
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def replace_marked(path: str | Path, name: str, text: str) -> None:
+    """Replace what lies between `<!-- {name}: start -->` and `<!-- {name}: end -->` in `path` by `text`, atomically.
+
+    How generated sections of a hand-written page (the README's results) are kept true: only the marked part is
+    rewritten, the prose around it is left as it is.
+    """
+    path = Path(path)
+    start, end = f"<!-- {name}: start -->", f"<!-- {name}: end -->"
+    page = path.read_text()
+    if page.count(start) != 1 or page.count(end) != 1 or page.index(start) > page.index(end):
+        raise AunetError(f"{path}: lacks the markers {start} ... {end} (once each, in that order); "
+                         "expected aunet's README.")
+    head, rest = page.split(start, 1)
+    _, tail = rest.split(end, 1)
+    atomic_write_text(path, f"{head}{start}\n{text}\n{end}{tail}")
 
 
 def atomic_write_csv(path: str | Path, rows: Sequence[Mapping[str, object]]) -> None:

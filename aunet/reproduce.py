@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from aunet.errors import AunetError
-from aunet.io import atomic_write_text, file_digest
+from aunet.io import atomic_write_text, file_digest, replace_marked
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository (notebooks/, results/, figures/)
 KERNEL = "aunet"
@@ -216,7 +216,7 @@ def _version() -> str:
 
 
 # --- the README's results section --------------------------------------------------------------------
-README_START, README_END = "<!-- reproduction results: start -->", "<!-- reproduction results: end -->"
+README_MARKERS = "reproduction results"  # <!-- reproduction results: start --> ... end -->
 
 
 def results_section(manifest: Mapping[str, Any], runs_dir: str | Path) -> str:
@@ -254,10 +254,4 @@ def results_section(manifest: Mapping[str, Any], runs_dir: str | Path) -> str:
 
 def update_readme(readme: str | Path, section: str) -> None:
     """Replace the text between the README's reproduction markers by `section` (atomically)."""
-    readme = Path(readme)
-    text = readme.read_text()
-    if README_START not in text or README_END not in text:
-        raise AunetError(f"{readme}: lacks the markers {README_START} ... {README_END}; expected aunet's README.")
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    atomic_write_text(readme, f"{head}{README_START}\n{section}\n{README_END}{tail}")
+    replace_marked(readme, README_MARKERS, section)

@@ -9,7 +9,7 @@ import pytest
 
 from aunet.cli import main
 from aunet.errors import AunetError
-from aunet.reproduce import README_END, README_START, reproduce, reproduction_notebooks, update_readme
+from aunet.reproduce import reproduce, reproduction_notebooks, update_readme
 
 from test_notebooks import NOTEBOOKS, SMOKE_PARAMETERS
 
@@ -66,6 +66,9 @@ def test_a_failing_notebook_is_named_with_its_cell(tmp_path, capsys):
     assert reproduction_notebooks(tmp_path / "notebooks") == [bad]
     with pytest.raises(AunetError, match="no numbered notebooks"):
         reproduction_notebooks(tmp_path)
+
+
+README_START, README_END = "<!-- reproduction results: start -->", "<!-- reproduction results: end -->"
 
 
 def test_readme_section_between_markers(tmp_path):

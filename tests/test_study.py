@@ -14,8 +14,8 @@ from aunet.experiments import EXPERIMENTS, experiment_config
 from aunet.run import RunFolder
 from aunet.stats import format_p, paired_difference
 from aunet.study import (DEFAULT_DATASETS, PHANTOM_OPTIONS, baseline_config, config_changes, conclusions,
-                         experiments_of, focus_points, focus_table, forest_rows, read_results, results_table,
-                         run_study, study_conditions, write_study_phantoms)
+                         experiments_of, focus_points, focus_table, forest_rows, read_results, readme_section,
+                         results_table, run_study, study_conditions, update_readme, write_study_phantoms)
 from aunet.tables import PAPER
 
 # what each condition names: the only Config fields in which its runs may differ from the baseline's
@@ -123,6 +123,18 @@ def test_table_conclusions_forest_and_focus_come_from_the_records(tmp_path):
     assert per_seed.rows[0][4] == f"{seed0:+.3f}"
     assert focus_points(results)[0] == ("baseline (120/30)", pytest.approx(3.0), pytest.approx(seed0))
     assert math.isnan(results[list(conditions).index("one_gate")].focus.get(0, (0, math.nan))[1])
+    # the README's section: the table's cells and the sentences, between the study markers, prose kept
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- study results: start -->\nplaceholder\n<!-- study results: end -->\noutro\n")
+    update_readme(readme, readme_section(table, sentences, baseline_config("quick", epochs_scale=0.3), [0, 1]))
+    text = readme.read_text()
+    assert text.startswith("intro\n<!-- study results: start -->\n") and text.endswith("end -->\noutro\n")
+    assert "placeholder" not in text and "6 epochs x 25 steps, seeds 0, 1" in text
+    assert f"| baseline (120/30) | 6 | {row['Δ Dice']} [{row['Δ Dice 95 % interval']}] | {row['Δ Dice p']} |" in text
+    assert all(f"- {s}" in text for s in sentences) and "figures/study_forest.png" in text
+    readme.write_text("no markers")
+    with pytest.raises(AunetError, match="lacks the markers <!-- study results: start -->"):
+        update_readme(readme, "x")
 
 
 def test_study_phantoms_are_written_once_from_the_same_bodies(tmp_path):
