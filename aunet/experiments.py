@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from aunet.config import Config
-from aunet.data.splits import find_split_file
+from aunet.data.splits import PAPER_SPLITS, find_split_file
 from aunet.errors import AunetError
 from aunet.run import RunFolder
 from aunet.train import RESUMABLE_CHANGES
@@ -60,12 +60,17 @@ class Experiment:
     overrides: Mapping[str, Any] = field(default_factory=dict)  # Config fields this experiment sets (studies)
 
 
+def _fractions(split: str) -> dict[str, float]:
+    """The test and validation fractions of one of the paper's splits (aunet.data.splits owns them)."""
+    spec = PAPER_SPLITS[split]
+    return {"test_fraction": spec.test_fraction, "val_fraction": spec.val_fraction}
+
+
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
-    Experiment("ct150_120_30", "ct150", "ct150", "(120/30)", test_fraction=30 / 150, val_fraction=0.1),
-    Experiment("ct150_30_120", "ct150", "ct150", "(30/120)", test_fraction=120 / 150, val_fraction=0.04),
-    Experiment("tcia_61_21", "tcia", "tcia", "(61/21)", test_fraction=21 / 82, val_fraction=0.1),
-    Experiment("tcia_finetune", "tcia", "tcia", "fine-tune", test_fraction=21 / 82, val_fraction=0.1,
-               init_from="ct150_120_30"),
+    Experiment("ct150_120_30", "ct150", "ct150", "(120/30)", **_fractions("120_30")),
+    Experiment("ct150_30_120", "ct150", "ct150", "(30/120)", **_fractions("30_120")),
+    Experiment("tcia_61_21", "tcia", "tcia", "(61/21)", **_fractions("61_21")),
+    Experiment("tcia_finetune", "tcia", "tcia", "fine-tune", **_fractions("61_21"), init_from="ct150_120_30"),
 )}
 MODELS = ("unet", "attention_unet")
 MODEL_TITLES = {"unet": "U-Net", "attention_unet": "Att U-Net"}  # as in the paper's tables

@@ -224,6 +224,7 @@ class Result:
     per_seed: dict[int, dict[str, Difference]]  # seed -> metric -> over that seed's cases
     focus: dict[int, tuple[int, float]]  # seed -> (epoch of the last snapshot, level-2 focus there)
     paper: dict[str, float]  # metric -> the paper's Att - U-Net difference of means
+    levels: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)  # model -> Dice mean, std
 
 
 def _focus(runs_dir: str | Path, condition: str, seeds: Sequence[int]) -> dict[int, tuple[int, float]]:
@@ -252,12 +253,13 @@ def read_results(runs_dir: str | Path, conditions: Mapping[str, Condition]) -> l
     for c in conditions.values():
         unet = read_column(runs_dir, c.unet_from or c.name, "unet")
         att = read_column(runs_dir, c.name, "attention_unet")
-        metrics = ("dice", "recall")
+        metrics = METRICS
         seeds = sorted(set(unet.seeds) & set(att.seeds)) if unet and att else []
         per_seed = {s: {m: paired(_restricted(unet, s), _restricted(att, s), m) for m in metrics} for s in seeds}
         paper = {m: PAPER[c.paper, "attention_unet"][m][0] - PAPER[c.paper, "unet"][m][0] for m in metrics}
+        levels = {model: col.mean_std("dice") for model, col in (("unet", unet), ("attention_unet", att)) if col}
         results.append(Result(c, {m: paired(unet, att, m) for m in metrics}, per_seed,
-                              _focus(runs_dir, c.name, att.seeds if att else []), paper))
+                              _focus(runs_dir, c.name, att.seeds if att else []), paper, levels))
     return results
 
 
@@ -274,22 +276,34 @@ def mean_focus(result: Result) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
-HEADER = ["condition", "changes", "pairs", "Δ Dice", "Δ Dice 95 % interval", "Δ Dice p", "Δ recall",
+METRICS = ("dice", "recall", "precision")  # pre-registered: Dice and recall; precision is exploratory
+HEADER = ["condition", "changes", "pairs", "U-Net Dice", "Att U-Net Dice", "Δ Dice", "Δ Dice 95 % interval", "Δ Dice p", "Δ recall",
           "Δ recall 95 % interval", "Δ recall p", "paper Δ Dice", "paper Δ recall", "Dice verdict", "recall verdict",
-          FOCUS_TITLE]
+          FOCUS_TITLE, "Δ precision (exploratory)", "Δ precision 95 % interval", "Δ precision p"]
+
+
+def _level(result: Result, model: str) -> str:
+    mean, std = result.levels.get(model, (math.nan, math.nan))
+    return "not run" if math.isnan(mean) else f"{mean:.3f} ± {std:.3f}"
 
 
 def results_table(results: Sequence[Result]) -> Table:
     """One row per condition: Att - U-Net pancreas Dice and recall with intervals and p, the paper's, the focus."""
     rows = []
     for r in results:
-        d, rec = r.diffs["dice"], r.diffs["recall"]
-        rows.append([r.condition.title, r.condition.changes, str(d.n), _signed(d.mean), _interval(d), format_p(d.p),
+        d, rec, pre = r.diffs["dice"], r.diffs["recall"], r.diffs["precision"]
+        rows.append([r.condition.title, r.condition.changes, str(d.n), _level(r, "unet"), _level(r, "attention_unet"),
+                     _signed(d.mean), _interval(d), format_p(d.p),
                      _signed(rec.mean), _interval(rec), format_p(rec.p), _signed(r.paper["dice"]),
                      _signed(r.paper["recall"]), VERDICTS[verdict(d)], VERDICTS[verdict(rec)],
-                     "n/a" if math.isnan(mean_focus(r)) else f"{mean_focus(r):.2f}"])
+                     "n/a" if math.isnan(mean_focus(r)) else f"{mean_focus(r):.2f}",
+                     _signed(pre.mean), _interval(pre), format_p(pre.p)])
     notes = ["Δ: Attention U-Net minus U-Net, pancreas, on the held-out test cases, over the (seed, case) pairs both "
              "were scored on (pairs); interval: 95 % bootstrap; p: two-sided Wilcoxon signed-rank (aunet.stats).",
+             "U-Net Dice, Att U-Net Dice: each model's pancreas Dice, mean ± std over its (seed, case) scores: how well "
+             "the two models segment at all, which a difference alone does not say.",
+             "Δ precision: not pre-registered (Dice and recall were); shown to read the recall difference by, "
+             "with no verdict.",
              "verdict: attention helps = interval above 0 and p < 0.05; attention hurts = interval below 0 and "
              "p < 0.05; else inconclusive at this budget.",
              "paper Δ: the paper's Attention U-Net minus U-Net means (Oktay et al., MIDL 2018; 120/30, or 30/120 for "
@@ -328,7 +342,8 @@ def conclusions(table: Table) -> list[str]:
         out.append(f"{cell['condition']}: Attention U-Net minus U-Net pancreas Dice {cell['Δ Dice']} (95 % interval "
                    f"{cell['Δ Dice 95 % interval']}, p {cell['Δ Dice p']}; {cell['Dice verdict']}) and recall "
                    f"{cell['Δ recall']} ({cell['Δ recall 95 % interval']}, p {cell['Δ recall p']}; "
-                   f"{cell['recall verdict']}) over {cell['pairs']} case x seed pairs; the paper: Dice "
+                   f"{cell['recall verdict']}) over {cell['pairs']} case x seed pairs, at U-Net Dice "
+                   f"{cell['U-Net Dice']} and Attention U-Net Dice {cell['Att U-Net Dice']}; the paper: Dice "
                    f"{cell['paper Δ Dice']}, recall {cell['paper Δ recall']}.")
     return out
 
@@ -356,14 +371,17 @@ def readme_section(table: Table, sentences: Sequence[str], base: Config, seeds: 
              f"{base.epochs} epochs x {base.iterations_per_epoch} steps, seeds {', '.join(map(str, seeds))}; full "
              "table in `results/tables/study_differences.md`. Attention U-Net minus U-Net, pancreas, held-out test "
              "cases, over the (seed, case) pairs [95 % bootstrap interval], Wilcoxon p:", "",
-             "| condition | pairs | Δ Dice | p | Δ recall | p | paper Δ Dice, Δ recall | verdict (Dice; recall) | "
-             f"{FOCUS_TITLE} |", "|---|---|---|---|---|---|---|---|---|"]
+             "| condition | pairs | U-Net Dice | Att U-Net Dice | Δ Dice | p | Δ recall | p | paper Δ Dice, Δ recall | "
+             f"verdict (Dice; recall) | {FOCUS_TITLE} | Δ precision (exploratory) | p |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in table.rows:
         c = dict(zip(table.header, row))
-        lines.append(f"| {c['condition']} | {c['pairs']} | {c['Δ Dice']} [{c['Δ Dice 95 % interval']}] | "
+        lines.append(f"| {c['condition']} | {c['pairs']} | {c['U-Net Dice']} | {c['Att U-Net Dice']} | "
+                     f"{c['Δ Dice']} [{c['Δ Dice 95 % interval']}] | "
                      f"{c['Δ Dice p']} | {c['Δ recall']} [{c['Δ recall 95 % interval']}] | {c['Δ recall p']} | "
                      f"{c['paper Δ Dice']}, {c['paper Δ recall']} | {c['Dice verdict']}; {c['recall verdict']} | "
-                     f"{c[FOCUS_TITLE]} |")
+                     f"{c[FOCUS_TITLE]} | {c['Δ precision (exploratory)']} [{c['Δ precision 95 % interval']}] | "
+                     f"{c['Δ precision p']} |")
     lines += ["", "![Attention U-Net minus U-Net per condition](figures/study_forest.png)", ""]
     lines += [f"- {s}" for s in sentences]
     return "\n".join(lines)

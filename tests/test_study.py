@@ -96,6 +96,10 @@ def test_table_conclusions_forest_and_focus_come_from_the_records(tmp_path):
     assert row["pairs"] == "6" and row["Δ Dice"] == f"{dice.mean:+.3f}" and row["Δ Dice p"] == format_p(dice.p)
     assert row["Δ Dice 95 % interval"] == f"{dice.low:+.3f} to {dice.high:+.3f}"
     assert row["Δ recall"] == f"{recall.mean:+.3f}" and row["Δ recall p"] == format_p(recall.p)
+    u_all, a_all = sum((scores[s][0] for s in (0, 1)), []), sum((scores[s][1] for s in (0, 1)), [])
+    assert row["U-Net Dice"] == f"{np.mean(u_all):.3f} ± {np.std(u_all):.3f}"  # each model's level, cases x seeds
+    assert row["Att U-Net Dice"] == f"{np.mean(a_all):.3f} ± {np.std(a_all):.3f}"
+    assert row["Δ precision (exploratory)"] == "+0.000" and row["Δ precision p"] == format_p(1.0)  # 0.5 in both
     paper = PAPER["ct150_120_30", "attention_unet"]["dice"][0] - PAPER["ct150_120_30", "unet"]["dice"][0]
     assert row["paper Δ Dice"] == f"{paper:+.3f}" and row["focus (level 2)"] == "3.00"
     gate = dict(zip(table.header, table.rows[list(conditions).index("one_gate")]))  # paired with the baseline U-Net
@@ -112,7 +116,8 @@ def test_table_conclusions_forest_and_focus_come_from_the_records(tmp_path):
             assert sentence.endswith("not run.")
             continue
         for key in ("Δ Dice", "Δ Dice 95 % interval", "Δ Dice p", "Δ recall", "Δ recall 95 % interval",
-                    "Δ recall p", "pairs", "paper Δ Dice", "paper Δ recall", "Dice verdict"):
+                    "Δ recall p", "pairs", "paper Δ Dice", "paper Δ recall", "Dice verdict", "U-Net Dice",
+                    "Att U-Net Dice"):
             assert cell[key] in sentence, (key, sentence)
     labels, diffs, paper_marks = forest_rows(results)
     assert labels == [r[0] for r in table.rows] and diffs["Dice"][0] == dice and paper_marks["Dice"][0] == paper
@@ -130,7 +135,8 @@ def test_table_conclusions_forest_and_focus_come_from_the_records(tmp_path):
     text = readme.read_text()
     assert text.startswith("intro\n<!-- study results: start -->\n") and text.endswith("end -->\noutro\n")
     assert "placeholder" not in text and "6 epochs x 25 steps, seeds 0, 1" in text
-    assert f"| baseline (120/30) | 6 | {row['Δ Dice']} [{row['Δ Dice 95 % interval']}] | {row['Δ Dice p']} |" in text
+    assert (f"| baseline (120/30) | 6 | {row['U-Net Dice']} | {row['Att U-Net Dice']} | {row['Δ Dice']} "
+            f"[{row['Δ Dice 95 % interval']}] | {row['Δ Dice p']} |") in text
     assert all(f"- {s}" in text for s in sentences) and "figures/study_forest.png" in text
     readme.write_text("no markers")
     with pytest.raises(AunetError, match="lacks the markers <!-- study results: start -->"):
