@@ -16,6 +16,11 @@ cases give wide intervals, and the verdict then says "inconclusive", not "suppor
 Comparing two *independent* sets of pairs (the gain with 30 training scans against the gain with 120,
 scored on different test cases) uses `independent_difference`: a bootstrap of the difference of means
 and a two-sided Mann-Whitney U test.
+
+Many tests at once (a study's conditions x metrics) make some small p values by chance: `holm` adjusts a
+family of p values (Holm-Bonferroni, which controls the chance of any false "helps" or "hurts" in the
+family). `rank_correlation` (Spearman) says whether two per-run numbers rise together, e.g. a gate's focus
+on the pancreas and its Dice gain.
 """
 from __future__ import annotations
 
@@ -110,3 +115,35 @@ def verdict(diff: Difference) -> str:
     if diff.p < ALPHA and diff.high < 0:
         return "not supported"
     return "inconclusive"
+
+
+def holm(ps: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p values of one family of tests, in the given order (NaN: not tested, left out)."""
+    order = sorted((p, i) for i, p in enumerate(ps) if not math.isnan(p))
+    m, out, running = len(order), [math.nan] * len(ps), 0.0
+    for rank, (p, i) in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p))  # adjusted p values never decrease with rank
+        out[i] = running
+    return out
+
+
+@dataclass(frozen=True)
+class Correlation:
+    """Spearman's rank correlation of n (x, y) points and its two-sided p."""
+
+    rho: float
+    p: float
+    n: int
+
+
+def rank_correlation(x: Sequence[float], y: Sequence[float]) -> Correlation:
+    """Spearman's rho of the points where both x and y are numbers (scipy.stats.spearmanr); NaN below 3 points."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"rank_correlation needs two lists of one length, got {x.shape} and {y.shape}")
+    keep = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[keep], y[keep]
+    if len(x) < 3 or np.all(x == x[0]) or np.all(y == y[0]):
+        return Correlation(math.nan, math.nan, int(len(x)))
+    r = scipy_stats.spearmanr(x, y)
+    return Correlation(float(r.statistic), float(r.pvalue), int(len(x)))

@@ -47,7 +47,7 @@ from aunet.errors import AunetError
 from aunet.experiments import (EXPERIMENTS, MODELS, PHANTOMS, Experiment, differences, experiment_config,
                                run_dir_of, run_experiment, run_state)
 from aunet.run import RunFolder
-from aunet.stats import Difference, format_p, verdict
+from aunet.stats import Difference, format_p, holm, rank_correlation, verdict
 from aunet.tables import PAPER, Column, Table, read_column
 
 BASELINE = "ct150_120_30"  # the paper experiment whose dataset and split the baseline uses
@@ -279,7 +279,8 @@ def mean_focus(result: Result) -> float:
 METRICS = ("dice", "recall", "precision")  # pre-registered: Dice and recall; precision is exploratory
 HEADER = ["condition", "changes", "pairs", "U-Net Dice", "Att U-Net Dice", "Δ Dice", "Δ Dice 95 % interval", "Δ Dice p", "Δ recall",
           "Δ recall 95 % interval", "Δ recall p", "paper Δ Dice", "paper Δ recall", "Dice verdict", "recall verdict",
-          FOCUS_TITLE, "Δ precision (exploratory)", "Δ precision 95 % interval", "Δ precision p"]
+          FOCUS_TITLE, "Δ Dice p (Holm)", "Δ recall p (Holm)", "Δ precision (exploratory)",
+          "Δ precision 95 % interval", "Δ precision p"]
 
 
 def _level(result: Result, model: str) -> str:
@@ -289,19 +290,25 @@ def _level(result: Result, model: str) -> str:
 
 def results_table(results: Sequence[Result]) -> Table:
     """One row per condition: Att - U-Net pancreas Dice and recall with intervals and p, the paper's, the focus."""
+    family = [r.diffs[m].p for r in results for m in ("dice", "recall")]  # the pre-registered tests
+    adjusted = iter(holm(family))
     rows = []
     for r in results:
         d, rec, pre = r.diffs["dice"], r.diffs["recall"], r.diffs["precision"]
+        holm_dice, holm_recall = format_p(next(adjusted)), format_p(next(adjusted))
         rows.append([r.condition.title, r.condition.changes, str(d.n), _level(r, "unet"), _level(r, "attention_unet"),
                      _signed(d.mean), _interval(d), format_p(d.p),
                      _signed(rec.mean), _interval(rec), format_p(rec.p), _signed(r.paper["dice"]),
                      _signed(r.paper["recall"]), VERDICTS[verdict(d)], VERDICTS[verdict(rec)],
-                     "n/a" if math.isnan(mean_focus(r)) else f"{mean_focus(r):.2f}",
+                     "n/a" if math.isnan(mean_focus(r)) else f"{mean_focus(r):.2f}", holm_dice, holm_recall,
                      _signed(pre.mean), _interval(pre), format_p(pre.p)])
     notes = ["Δ: Attention U-Net minus U-Net, pancreas, on the held-out test cases, over the (seed, case) pairs both "
              "were scored on (pairs); interval: 95 % bootstrap; p: two-sided Wilcoxon signed-rank (aunet.stats).",
              "U-Net Dice, Att U-Net Dice: each model's pancreas Dice, mean ± std over its (seed, case) scores: how well "
              "the two models segment at all, which a difference alone does not say.",
+             f"Holm: the p value adjusted (Holm-Bonferroni) over the family of the {sum(not math.isnan(p) for p in family)}"
+             " pre-registered tests (Dice and recall of every condition run), for reading many rows at once; the "
+             "verdicts use the unadjusted p, as registered.",
              "Δ precision: not pre-registered (Dice and recall were); shown to read the recall difference by, "
              "with no verdict.",
              "verdict: attention helps = interval above 0 and p < 0.05; attention hurts = interval below 0 and "
@@ -340,12 +347,24 @@ def conclusions(table: Table) -> list[str]:
             out.append(f"{cell['condition']}: not run.")
             continue
         out.append(f"{cell['condition']}: Attention U-Net minus U-Net pancreas Dice {cell['Δ Dice']} (95 % interval "
-                   f"{cell['Δ Dice 95 % interval']}, p {cell['Δ Dice p']}; {cell['Dice verdict']}) and recall "
-                   f"{cell['Δ recall']} ({cell['Δ recall 95 % interval']}, p {cell['Δ recall p']}; "
+                   f"{cell['Δ Dice 95 % interval']}, p {cell['Δ Dice p']}, Holm {cell['Δ Dice p (Holm)']}; "
+                   f"{cell['Dice verdict']}) and recall {cell['Δ recall']} ({cell['Δ recall 95 % interval']}, p "
+                   f"{cell['Δ recall p']}, Holm {cell['Δ recall p (Holm)']}; "
                    f"{cell['recall verdict']}) over {cell['pairs']} case x seed pairs, at U-Net Dice "
                    f"{cell['U-Net Dice']} and Attention U-Net Dice {cell['Att U-Net Dice']}; the paper: Dice "
                    f"{cell['paper Δ Dice']}, recall {cell['paper Δ recall']}.")
     return out
+
+
+def focus_sentence(per_seed: Table) -> str:
+    """Spearman's rank correlation of focus and Dice gain over the per-seed table's runs (its cells, as printed)."""
+    cells = [dict(zip(per_seed.header, row)) for row in per_seed.rows]
+    points = [(float(c[FOCUS_TITLE]), float(c["Δ Dice"])) for c in cells if "n/a" not in (c[FOCUS_TITLE], c["Δ Dice"])]
+    r = rank_correlation([f for f, _ in points], [d for _, d in points])
+    if math.isnan(r.rho):
+        return f"Focus and gain: {r.n} Attention U-Net run(s) with a focus and a Dice difference: fewer than 3, or all alike, so no correlation."
+    return (f"Focus and gain: over the {r.n} Attention U-Net runs (every condition and seed), Spearman's rank "
+            f"correlation of the level-2 focus with that seed's Dice difference is {r.rho:+.2f} (p {format_p(r.p)}).")
 
 
 def forest_rows(results: Sequence[Result]) -> tuple[list[str], dict[str, list[Difference]], dict[str, list[float]]]:
@@ -395,12 +414,13 @@ def update_readme(readme: str | Path, section: str) -> None:
 
 
 def write_results(results: Sequence[Result], out_dir: str | Path) -> tuple[Table, Table, list[str]]:
-    """Write study_differences.md/.csv, study_focus.md/.csv and study_conclusions.md; returns the tables and sentences."""
+    """Write study_differences.md/.csv, study_focus.md/.csv and study_conclusions.md; returns the tables and the
+    sentences (one per condition, then the focus-and-gain correlation)."""
     from aunet.io import atomic_write_text
 
     table, per_seed = results_table(results), focus_table(results)
     for t in (table, per_seed):
         t.write(out_dir)
-    sentences = conclusions(table)
+    sentences = conclusions(table) + [focus_sentence(per_seed)]
     atomic_write_text(Path(out_dir) / "study_conclusions.md", "".join(f"- {s}\n" for s in sentences))
     return table, per_seed, sentences

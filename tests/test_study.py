@@ -12,9 +12,9 @@ from aunet.config import Config
 from aunet.errors import AunetError
 from aunet.experiments import EXPERIMENTS, experiment_config
 from aunet.run import RunFolder
-from aunet.stats import format_p, paired_difference
+from aunet.stats import format_p, holm, paired_difference, rank_correlation
 from aunet.study import (DEFAULT_DATASETS, PHANTOM_OPTIONS, baseline_config, config_changes, conclusions,
-                         experiments_of, focus_points, focus_table, forest_rows, read_results, readme_section,
+                         experiments_of, focus_points, focus_sentence, focus_table, forest_rows, read_results, readme_section,
                          results_table, run_study, study_conditions, update_readme, write_study_phantoms)
 from aunet.tables import PAPER
 
@@ -106,6 +106,12 @@ def test_table_conclusions_forest_and_focus_come_from_the_records(tmp_path):
     assert gate["pairs"] == "6" and float(gate["Δ Dice"]) == pytest.approx(dice.mean - 0.1, abs=1e-3)
     less = dict(zip(table.header, table.rows[list(conditions).index("less_data")]))
     assert less["pairs"] == "0" and less["paper Δ Dice"] == "+0.026"  # 0.767 - 0.741, the paper's 30/120
+    # Holm over the pre-registered family: the Dice and recall tests of the conditions that ran (baseline, one gate)
+    gate_dice = paired_difference(sum((scores[s][0] for s in (0, 1)), []),
+                                  [d - 0.1 for s in (0, 1) for d in scores[s][1]])
+    family = holm([dice.p, recall.p, gate_dice.p, recall.p])
+    assert [row["Δ Dice p (Holm)"], row["Δ recall p (Holm)"], gate["Δ Dice p (Holm)"]] == [format_p(p) for p in family[:3]]
+    assert less["Δ Dice p (Holm)"] == format_p(math.nan)
     # the conclusions: one sentence per condition, each number a cell of its row
     sentences = conclusions(table)
     assert len(sentences) == len(table.rows)
@@ -117,7 +123,7 @@ def test_table_conclusions_forest_and_focus_come_from_the_records(tmp_path):
             continue
         for key in ("Δ Dice", "Δ Dice 95 % interval", "Δ Dice p", "Δ recall", "Δ recall 95 % interval",
                     "Δ recall p", "pairs", "paper Δ Dice", "paper Δ recall", "Dice verdict", "U-Net Dice",
-                    "Att U-Net Dice"):
+                    "Att U-Net Dice", "Δ Dice p (Holm)", "Δ recall p (Holm)"):
             assert cell[key] in sentence, (key, sentence)
     labels, diffs, paper_marks = forest_rows(results)
     assert labels == [r[0] for r in table.rows] and diffs["Dice"][0] == dice and paper_marks["Dice"][0] == paper
@@ -128,6 +134,12 @@ def test_table_conclusions_forest_and_focus_come_from_the_records(tmp_path):
     assert per_seed.rows[0][4] == f"{seed0:+.3f}"
     assert focus_points(results)[0] == ("baseline (120/30)", pytest.approx(3.0), pytest.approx(seed0))
     assert math.isnan(results[list(conditions).index("one_gate")].focus.get(0, (0, math.nan))[1])
+    # focus and gain: Spearman over the per-seed table's printed cells (both baseline seeds have focus 3.00: no rho)
+    assert "2 Attention U-Net run(s)" in focus_sentence(per_seed) and "no correlation" in focus_sentence(per_seed)
+    per_seed.rows[:] = [[*r[:2], f, *r[3:]] for r, f in zip(per_seed.rows[:2], ("1.50", "2.50"))] + [
+        ["one gate", "0", "1.00", "1", "-0.100", "+0.000", "3"]]
+    rho = rank_correlation([1.5, 2.5, 1.0], [float(per_seed.rows[0][4]), float(per_seed.rows[1][4]), -0.1])
+    assert focus_sentence(per_seed).endswith(f"is {rho.rho:+.2f} (p {format_p(rho.p)}).")
     # the README's section: the table's cells and the sentences, between the study markers, prose kept
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- study results: start -->\nplaceholder\n<!-- study results: end -->\noutro\n")
