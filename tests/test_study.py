@@ -147,8 +147,7 @@ def test_table_conclusions_forest_and_focus_come_from_the_records(tmp_path):
     text = readme.read_text()
     assert text.startswith("intro\n<!-- study results: start -->\n") and text.endswith("end -->\noutro\n")
     assert "placeholder" not in text and "6 epochs x 25 steps, seeds 0, 1" in text
-    assert (f"| baseline (120/30) | 6 | {row['U-Net Dice']} | {row['Att U-Net Dice']} | {row['Δ Dice']} "
-            f"[{row['Δ Dice 95 % interval']}] | {row['Δ Dice p']} |") in text
+    assert f"{len(table.rows)} conditions (baseline (120/30), 2x the steps," in text
     assert all(f"- {s}" in text for s in sentences) and "figures/study_forest.png" in text
     readme.write_text("no markers")
     with pytest.raises(AunetError, match="lacks the markers <!-- study results: start -->"):
