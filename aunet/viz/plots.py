@@ -124,7 +124,7 @@ def plot_dice_vs_paper(columns: Sequence[tuple[str, tuple[float, float] | None, 
     ax.set_xticks(x, [c[0] for c in columns], rotation=30, ha="right", fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_ylabel(f"{organ} Dice (test)")
-    ax.set_title(f"{organ} Dice, mean ± std over test cases: this project's runs beside the paper's", fontsize=10)
+    ax.set_title(f"{organ} Dice, mean ± std over test cases x seeds (paper: over its test cases)", fontsize=10)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: never hides a bar
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
