@@ -47,7 +47,11 @@ def replace_marked(path: str | Path, name: str, text: str) -> None:
     """
     path = Path(path)
     start, end = f"<!-- {name}: start -->", f"<!-- {name}: end -->"
-    page = path.read_text()
+    try:
+        page = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise AunetError(f"{path}: cannot be read ({e.__class__.__name__}); expected aunet's README with the "
+                         f"markers {start} ... {end}.") from None
     if page.count(start) != 1 or page.count(end) != 1 or page.index(start) > page.index(end):
         raise AunetError(f"{path}: lacks the markers {start} ... {end} (once each, in that order); "
                          "expected aunet's README.")

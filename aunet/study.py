@@ -46,7 +46,7 @@ from aunet.config import Config
 from aunet.data.phantom import PhantomOptions, field_of_view
 from aunet.errors import AunetError
 from aunet.experiments import (EXPERIMENTS, MODELS, PHANTOMS, Experiment, differences, experiment_config,
-                               run_dir_of, run_experiment, run_state)
+                               run_experiment, run_state)
 from aunet.run import RunFolder
 
 BASELINE = "ct150_120_30"  # the paper experiment whose dataset and split the baseline uses

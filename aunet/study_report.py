@@ -39,7 +39,7 @@ class Result:
     per_seed: dict[int, dict[str, Difference]]  # seed -> metric -> over that seed's cases
     focus: dict[int, tuple[int, float]]  # seed -> (epoch of the last snapshot, level-2 focus there)
     paper: dict[str, float]  # metric -> the paper's Att - U-Net difference of means
-    levels: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)  # model -> Dice mean, std
+    levels: dict[str, tuple[float, float]]  # model -> its pancreas Dice mean, std over (seed, case) (models run)
 
 
 def _focus(runs_dir: str | Path, condition: str, seeds: Sequence[int]) -> dict[int, tuple[int, float]]:

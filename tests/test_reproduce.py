@@ -79,6 +79,8 @@ def test_readme_section_between_markers(tmp_path):
     (tmp_path / "other.md").write_text("no markers")
     with pytest.raises(AunetError, match="lacks the markers"):
         update_readme(tmp_path / "other.md", "x")
+    with pytest.raises(AunetError, match="missing.md: cannot be read"):
+        update_readme(tmp_path / "missing.md", "x")
 
 
 def test_cli_refuses_a_folder_without_notebooks(tmp_path, monkeypatch, capsys):
