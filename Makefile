@@ -3,7 +3,7 @@
 #                    papermill (aunet reproduce): results/manifest.json, the executed notebooks and a log in
 #                    results/reproductions/<time>/, the tables in results/tables/, figures/, the runs in
 #                    results/runs/, and the README's results section regenerated
-#   make test        builds the environment and runs the tests (unit + notebook tests)
+#   make test        builds the environment, runs ruff (the linter), then the tests (unit + notebook tests)
 #   make study       notebook 08's pre-registered study "does attention help?" (42 runs; it prints its time
 #                    and CPU): run folders in results/runs/study/ (an interrupted study continues),
 #                    tables results/tables/study_*, figures/study_forest.png and study_focus.png
@@ -31,6 +31,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $@
 
 test: setup browser
+	$(PY) -m ruff check aunet tests benchmarks
 	$(PY) -m pytest
 
 # tests/test_viewer_browser.py drives the slice viewer in Chromium; on CI (CI=true) install Debian's

@@ -67,7 +67,6 @@ def _size(text: str) -> tuple[int, int, int]:
 # --- aunet data ----------------------------------------------------------------------------------------
 def _data_phantom(args: argparse.Namespace) -> int:
     from aunet.data import write_phantom_dataset
-
     from aunet.data.phantom import PhantomOptions
 
     options = PhantomOptions(args.distractors, args.fov_scale, args.pancreas_scale)
@@ -168,6 +167,7 @@ def _data_separability(args: argparse.Namespace) -> int:
 
 def _add_data(sub: argparse._SubParsersAction) -> None:
     from aunet.data.phantom import DOMAINS
+    from aunet.labels import TARGET, value
 
     data = sub.add_parser("data", help="make a phantom dataset, fetch or convert real CT, check and prepare a folder")
     actions = data.add_subparsers(dest="data_command", metavar="ACTION")
@@ -232,7 +232,8 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     ck.set_defaults(func=_data_check)
     se = actions.add_parser("separability", help="how well a single HU window finds an organ (per case)")
     se.add_argument("folder", help="dataset folder (with dataset.json, imagesTr/, labelsTr/)")
-    se.add_argument("--label", type=int, default=2, help="label value of the organ (default 2, the pancreas)")
+    se.add_argument("--label", type=int, default=value(TARGET),
+                    help=f"label value of the organ (default {value(TARGET)}, the {TARGET})")
     se.set_defaults(func=_data_separability)
 
 
@@ -335,7 +336,7 @@ def _parameter_value(text: str) -> Any:
 def _reproduce(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from aunet.reproduce import results_section, reproduce, update_readme
+    from aunet.reproduce import reproduce, results_section, update_readme
 
     parameters = {name: _parameter_value(value) for name, value in args.parameter or []}
     if args.data_dir:  # notebooks run in notebooks/: hand them absolute paths
@@ -393,7 +394,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"aunet {args.command}: interrupted", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

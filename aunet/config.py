@@ -1,10 +1,10 @@
 """One configuration object for the CLI and the notebooks' `parameters` cells.
 
-Defaults are the paper's setup (Oktay et al. 2018, section 3 of shared/REFERENCE.md). Named
-profiles override a few fields: `quick` (CPU, small volumes, minutes) and `paper`.
+Defaults are the paper's setup (Oktay et al., MIDL 2018, section 3). Named profiles override a few
+fields: `quick` (CPU, small volumes, minutes; docs/reproduction.md says why each differs) and `paper`.
 
     cfg = Config.from_profile("quick", epochs=5)      # notebooks: fields from the parameters cell
-    cfg.save(run_dir / "config.json")                 # every run writes its config beside its results
+    RunFolder(run_dir).write_config(cfg)              # aunet.run: every run writes its config beside its results
 """
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ class Config:
 
     @classmethod
     def load(cls, path: str | Path) -> Config:
-        """Read a config.json written by `save`."""
+        """Read a config.json (aunet.run.RunFolder writes them)."""
         path = Path(path)
         try:
             values = json.loads(path.read_text())
@@ -117,24 +117,19 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def save(self, path: str | Path) -> None:
-        """Write the config as JSON, atomically."""
-        from aunet.io import atomic_write_text
-
-        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
-
     def validate(self) -> None:
         """Raise AunetError naming the first field whose value cannot work."""
         choices = {"model": ("unet", "attention_unet"), "gating": ("decoder", "bottleneck"),
-                   "loss": ("dice", "dice_ce"), "device": None}
+                   "loss": ("dice", "dice_ce")}
         for name, allowed in choices.items():
-            if allowed and getattr(self, name) not in allowed:
+            if getattr(self, name) not in allowed:
                 raise AunetError(f"{name}={getattr(self, name)!r} is not valid; expected one of {allowed}.")
         if self.gates_per_level not in (1, 2):
             raise AunetError(f"gates_per_level={self.gates_per_level} is not valid; expected 1 or 2.")
         for name in ("patch_size", "inference_patch_size"):
             if any(s <= 0 or s % 16 for s in getattr(self, name)):
-                raise AunetError(f"{name}={getattr(self, name)} is not valid; every side must be a positive multiple of 16.")
+                raise AunetError(f"{name}={getattr(self, name)} is not valid; every side must be a positive "
+                                 "multiple of 16.")
         for name in ("epochs", "batch_size", "base_filters", "num_classes", "in_channels"):
             if getattr(self, name) < 1:
                 raise AunetError(f"{name}={getattr(self, name)} is not valid; expected a positive integer.")

@@ -71,10 +71,10 @@ def reuse_cpu_memory(enabled: bool = True) -> Iterator[bool]:
 
     Why. glibc gives every allocation above 32 MiB its own fresh pages from the kernel and returns
     them on free, and the kernel zero-fills each 4 KiB page on first touch. At batch 1 and 160x160x96
-    every activation of the first levels is such an allocation: measured here (benchmarks/, 2 cores),
-    one forward+backward of AttentionUNet took ~4 million page faults and ~17 s of kernel time out of
-    ~25 s. With the memory kept (no mmap, no trimming) the same step ran in ~13 s, with no page faults
-    once the first steps had grown the heap. The cost: the process keeps its peak memory, and some
+    every activation of the first levels is such an allocation, and most of a CPU forward+backward of
+    AttentionUNet goes to those page faults; with the memory kept (no mmap, no trimming) the faults stop
+    once the first steps have grown the heap. docs/benchmarks.md ("CPU memory reuse") measures both: time
+    per step, page faults per step, peak memory. The cost: the process keeps its peak memory, and some
     more (fragmentation), until the block ends, when the free memory goes back to the kernel
     (`malloc_trim`) and glibc's large-allocation behaviour is restored (mmap above 32 MiB).
 

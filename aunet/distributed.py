@@ -108,7 +108,8 @@ class Processes:
             yield
         except (RuntimeError, OSError) as e:
             text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            if not self.distributed or not (isinstance(e, _dist_errors()) or any(w in text.lower() for w in _FAILURE_WORDS)):
+            failed = isinstance(e, _dist_errors()) or any(w in text.lower() for w in _FAILURE_WORDS)
+            if not self.distributed or not failed:
                 raise
             cause = re.sub(r"^\[[^\]]*\]\s*", "", text).split(". ")[0][:120]  # without gloo's "[file.cc:537]"
             raise AunetError(f"training process {self.rank} of {self.world} stopped: another process of the run "

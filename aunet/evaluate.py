@@ -22,7 +22,8 @@ from aunet.run import RunFolder
 
 
 def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "best", data: Any = None,
-                 data_dir: str | None = None, progress: bool = True) -> tuple[list[dict], dict[str, tuple[float, float]]]:
+                 data_dir: str | None = None,
+                 progress: bool = True) -> tuple[list[dict], dict[str, tuple[float, float]]]:
     """Predict and score every case of `split`; returns (rows, summary) and writes both into run_dir."""
     from aunet.data import prepare_dataset
     from aunet.inference import sliding_window_predict

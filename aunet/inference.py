@@ -1,4 +1,4 @@
-"""Whole-volume inference: Gaussian-blended sliding windows, checkpoint loading, `aunet predict`.
+"""Whole-volume inference: Gaussian-blended sliding windows, and `aunet predict` on one NIfTI file.
 
 A CT volume is larger than the training patch, so the model sees overlapping windows and each voxel's
 class probabilities are a weighted mean over the windows that cover it. The weights are a Gaussian
@@ -16,6 +16,8 @@ clipping and z-scoring is air.
     pred.attention["level2"]    # (X, Y, Z) float32, with return_attention=True
 
     predict_file("run/best.pt", "scan.nii.gz", "labels.nii.gz")   # CLI: aunet predict CHECKPOINT IN OUT
+
+The checkpoint is loaded and checked by aunet.run (`load_model`), the one reader of a run's files.
 """
 from __future__ import annotations
 
@@ -182,7 +184,8 @@ def predict_file(checkpoint: str | Path, input_path: str | Path, output_path: st
 
     model, cfg = load_model(checkpoint)  # aunet.run: checks that the file is an aunet checkpoint
     if cfg.in_channels != 1:
-        raise AunetError(f"Checkpoint {checkpoint} expects {cfg.in_channels} input channels; `aunet predict` reads one image.")
+        raise AunetError(f"Checkpoint {checkpoint} expects {cfg.in_channels} input channels; `aunet predict` reads "
+                         "one image.")
     img = load_nifti(input_path)
     image, geometry = preprocess_image(img, cfg)  # as in training: RAS, cfg.spacing, clip + z-score, pad
     pred = sliding_window_predict(model, image, cfg.inference_patch_size, cfg.overlap if overlap is None else overlap,

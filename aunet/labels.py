@@ -27,8 +27,6 @@ from aunet.errors import AunetError
 CT150: dict[int, str] = {0: "background", 1: "spleen", 2: "pancreas", 3: "kidney"}
 MSD_PANCREAS: dict[int, str] = {0: "background", 1: "pancreas", 2: "tumour"}
 NIH_PANCREAS: dict[int, str] = {0: "background", 1: "pancreas"}
-CONVENTIONS: dict[str, dict[int, str]] = {"ct150": CT150, "msd-pancreas": MSD_PANCREAS,
-                                          "nih-pancreas": NIH_PANCREAS}
 
 # source convention -> label_map onto the model's CT-150 labels (keys are strings, as in Config.label_map)
 LABEL_MAPS: dict[str, dict[str, int]] = {"ct150": {}, "msd-pancreas": {"1": 2, "2": 2}, "nih-pancreas": {"1": 2}}

@@ -36,6 +36,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 from scipy import ndimage
 
+
 def _pair(pred: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     pred, true = np.asarray(pred, dtype=bool), np.asarray(true, dtype=bool)
     if pred.shape != true.shape:
@@ -116,7 +117,8 @@ def evaluate_case(pred_labels: np.ndarray, true_labels: np.ndarray, spacing: Seq
     """Flat metrics of one case, e.g. {"pancreas_dice": ..., "pancreas_s2s_mm": ...}, per named class."""
     pred_labels, true_labels = np.asarray(pred_labels), np.asarray(true_labels)
     if pred_labels.shape != true_labels.shape:
-        raise ValueError(f"Prediction {pred_labels.shape} and ground truth {true_labels.shape} must have the same shape.")
+        raise ValueError(f"Prediction {pred_labels.shape} and ground truth {true_labels.shape} must have the same "
+                         "shape.")
     row: dict[str, float] = {}
     for name, label in classes.items():
         pred, true = pred_labels == label, true_labels == label

@@ -16,12 +16,11 @@ import torch
 
 from aunet.config import Config
 from aunet.device import autocast
+from aunet.labels import TARGET, value
 from aunet.run import RunFolder
 
-PAPER_EPOCHS = (3, 6, 10, 60, 150)  # out of the paper's ~150 shown
 
-
-def snapshot_schedule(epochs: int, requested: tuple[int, ...] = PAPER_EPOCHS) -> list[int]:
+def snapshot_schedule(epochs: int, requested: tuple[int, ...]) -> list[int]:
     """The requested epochs if they all fit the run, else the requested ones scaled to `epochs`.
 
     Scaling keeps their spread: e.g. the paper's (3, 6, 10, 60, 150) for a 20-epoch run -> [1, 2, 3, 8, 20].
@@ -50,7 +49,7 @@ def _crop_slices(shape: tuple[int, ...], centre: tuple[int, ...], size: tuple[in
 class AttentionSnapshotter:
     """Saves alpha of every gated level on one fixed validation slice, at the epochs asked for."""
 
-    def __init__(self, data: Any, cfg: Config, run: RunFolder, target_label: int = 2) -> None:
+    def __init__(self, data: Any, cfg: Config, run: RunFolder, target_label: int = value(TARGET)) -> None:
         self.run, self.cfg = run, cfg
         cases = list(data.val) or list(data.train)
         volume = data.load(cases[0])

@@ -110,18 +110,13 @@ class Trainer:
         return prepare_dataset(self.cfg, progress=self.progress)
 
     # --- one epoch ---------------------------------------------------------------------------
-    def batch(self, epoch: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """This process's share of the training batch of (epoch, step): images (B, 1, X, Y, Z), labels (B, X, Y, Z)."""
-        return self.batches.batch(epoch, step)
-
-    def train_epoch(self, epoch: int, batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None) -> float:
-        """One epoch of optimiser steps on `batches` (default: built here); returns the mean training loss.
+    def train_epoch(self, epoch: int, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> float:
+        """One epoch of optimiser steps on `batches` (TrainingBatches.stream); returns the mean training loss.
 
         The loss is the global batch's (the mean over processes); self.data_seconds is the time this loop
         waited for its batches, the part of the epoch a faster pipeline could save.
         """
         self.trained.train()
-        batches = batches if batches is not None else (self.batch(epoch, step) for step in range(self.iterations))
         losses, self.data_seconds = [], 0.0
         steps = tqdm(range(self.iterations), desc=f"epoch {epoch}", leave=False, disable=not self.progress)
         for step in steps:
@@ -192,7 +187,7 @@ class Trainer:
             batches.close()  # stops the worker processes
         return self.history
 
-    def run_epoch(self, epoch: int, batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None) -> dict[str, float]:
+    def run_epoch(self, epoch: int, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
         """Train one epoch, validate, and return the epoch's history row."""
         start = time.perf_counter()
         lr = self.optimizer.param_groups[0]["lr"]

@@ -222,12 +222,3 @@ class AttentionUNet(UNet):
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def optimise(model: nn.Module, channels_last: bool = False, compile: bool = False) -> nn.Module:
-    """Optional speed-ups: channels-last memory format (feed it channels-last inputs too) and torch.compile."""
-    if channels_last:  # convolutions and resampling in (B, D, H, W, C) order: faster on CPU (benchmarks/)
-        model = model.to(memory_format=torch.channels_last_3d if getattr(model, "dim", 3) == 3 else torch.channels_last)
-    if compile:
-        model = torch.compile(model)
-    return model

@@ -116,7 +116,7 @@ def measure_batches(cfg: Config, data, device: torch.device, prof: dict, step_ms
     for workers in (0, 2):
         batches = TrainingBatches(data, data.train, cfg, device, iterations=10 ** 6, workers=workers)
         stream = batches.stream(1, 1)
-        times = loop_times(lambda: next(stream), n, warmup + (2 if workers else 0), step_s if workers else 0.0, device)
+        times = loop_times(stream.__next__, n, warmup + (2 if workers else 0), step_s if workers else 0.0, device)
         stream.close()
         # flat out: no step, the pipeline alone, batches per second
         stream = batches.stream(1, 1)

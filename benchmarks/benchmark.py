@@ -33,7 +33,6 @@ import torch
 from aunet import speedups
 from aunet.device import pick_device, reuse_cpu_memory
 from aunet.io import atomic_write_text
-from aunet.unet import optimise
 from benchmarks import fresh, models, probes, report
 from benchmarks import measure as M
 
@@ -42,12 +41,14 @@ DOCS = ROOT / "docs" / "benchmarks.md"
 PROFILES = {
     "full": dict(sizes={"small": (64, 64, 64), "paper": (160, 160, 96)}, warmup=2,
                  repeats={"small": 5, "paper": 7}, backward_repeats={"small": 3, "paper": 3},
-                 memory_sizes=("paper",), memory_models=tuple(models.BUILDERS), train=((2, (48, 48, 32)), (1, (96, 96, 96))), train_repeats=2,
+                 memory_sizes=("paper",), memory_models=tuple(models.BUILDERS),
+                 train=((2, (48, 48, 32)), (1, (96, 96, 96))), train_repeats=2,
                  sliding=dict(volume=(512, 512, 200), patch=(160, 160, 96), overlap=0.0), matmul_n=2048,
                  allocator=dict(size="paper", warmup=2, repeats=3)),
     "quick": dict(sizes={"small": (32, 32, 32), "paper": (48, 48, 32)}, warmup=1,
                   repeats={"small": 2, "paper": 2}, backward_repeats={"small": 1, "paper": 1},
-                  memory_sizes=("small",), memory_models=("aunet.AttentionUNet", "monai.AttentionUnet"), train=((2, (32, 32, 32)),), train_repeats=1,
+                  memory_sizes=("small",), memory_models=("aunet.AttentionUNet", "monai.AttentionUnet"),
+                  train=((2, (32, 32, 32)),), train_repeats=1,
                   sliding=dict(volume=(64, 64, 40), patch=(32, 32, 32), overlap=0.0), matmul_n=512,
                   allocator=dict(size="small", warmup=1, repeats=1)),
 }
@@ -107,7 +108,7 @@ def measure_times(built: dict, factory, sizes: dict, repeats: dict, warmup: int,
 
 
 def measure_variants(device, amp, size, warmup, repeats, use_compile: bool) -> dict:
-    """aunet AttentionUNet as built vs with the optional speed-ups of aunet.unet.optimise, interleaved."""
+    """aunet AttentionUNet as built vs with the optional speed-ups of models.optimise, interleaved."""
     variants = {"default": {}, "channels_last": dict(channels_last=True)}
     if use_compile:
         variants["compile"] = dict(compile=True)
@@ -116,7 +117,7 @@ def measure_variants(device, amp, size, warmup, repeats, use_compile: bool) -> d
     for kind, factory in (("forward", M.forward_step), ("forward_backward", M.backward_step)):
         steps = {}
         for name, options in variants.items():
-            model = optimise(models.build(ATTENTION_MODEL, device), **options)
+            model = models.optimise(models.build(ATTENTION_MODEL, device), **options)
             x = M.make_input(size, 1, device, channels_last=options.get("channels_last", False))
             steps[name] = factory(model, x, device, amp)
         out[kind] = entry(size, M.interleaved(steps, device, warmup + 1, repeats, f"variants {kind} {size}"))
@@ -182,7 +183,8 @@ def _time_models(results: dict, prof: dict, device: torch.device, amp: bool, arg
     """The in-process timings: forward, forward+backward, training steps, variants, fastconv, switches."""
     built = {name: models.build(name, device) for name in models.BUILDERS}
     print("timing ...", flush=True)
-    results["forward"] = measure_times(built, M.forward_step, prof["sizes"], prof["repeats"], prof["warmup"], device, amp)
+    results["forward"] = measure_times(built, M.forward_step, prof["sizes"], prof["repeats"], prof["warmup"], device,
+                                       amp)
     results["forward_backward"] = measure_times(built, M.backward_step, prof["sizes"], prof["backward_repeats"],
                                                 prof["warmup"], device, amp)
     save(results, args.out)
@@ -255,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="small sizes and few repeats: a smoke check (~2 min)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--out", default="benchmarks/out/results.json", help="where to write the raw results")
-    p.add_argument("--write-docs", action="store_true", help="fill docs/benchmarks.md's generated regions from the results")
+    p.add_argument("--write-docs", action="store_true",
+                   help="fill docs/benchmarks.md's generated regions from the results")
     p.add_argument("--compile", action="store_true", help="also time torch.compile variants (slow to compile)")
     p.add_argument("--no-amp", action="store_true", help="float32 on CUDA too (AMP is on by default there)")
     p.add_argument("--render", metavar="JSON", help="measure nothing: render the tables from this results file")

@@ -111,7 +111,8 @@ def markdown(results: dict) -> str:
         if "error" in r:
             rows.append(f"| {name} | | {r['error']} | | | | |")
             continue
-        rows.append(f"| {name} | {(r['device'] or {}).get('processes', 1)} | {r['step_s']:.3f} | {100 * r['data_wait_share']:.1f} % "
+        processes = (r["device"] or {}).get("processes", 1)
+        rows.append(f"| {name} | {processes} | {r['step_s']:.3f} | {100 * r['data_wait_share']:.1f} % "
                     f"| {r['epoch_s']:.1f} ({r['patch_val_s']:.1f}) | {r['whole_val_s']:.1f} | {r['peak_gib']:.2f} |")
     rows.append("")
     rows.append(f"{results['machine']}; {results['iterations']} steps per epoch, epoch 2 of 3 shown (epoch 1 warms "
@@ -132,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     gpus = 0 if args.cpu_tiny else gpu_count()
     if not (args.cpu_tiny or args.dry_run) and gpus == 0:
-        print("gpu_check: PyTorch sees no CUDA GPU here; use --cpu-tiny or --dry-run on a CPU machine.", file=sys.stderr)
+        print("gpu_check: PyTorch sees no CUDA GPU here; use --cpu-tiny or --dry-run on a CPU machine.",
+              file=sys.stderr)
         return 2
     plan = stages(args, gpus if not args.dry_run else max(gpus, 2))
     if args.only:

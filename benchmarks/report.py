@@ -111,11 +111,12 @@ def fastconv_table(results: dict) -> str:
     if not f:
         return "Not measured in this run."
     parts = []
-    for key, entry in f.items():
+    for entry in f.values():
         t = {n: med(v) for n, v in entry["times"].items()}
         shipped = t["monai.AttentionUnet (as shipped)"]
         rows = [[n, f"{v:.3f}", f"{v / shipped:.3f}"] for n, v in t.items()]
-        parts.append(f"Input 1x1x{_size(entry['size'])}, forward+backward, median of {len(next(iter(entry['times'].values())))} "
+        repeats = len(next(iter(entry["times"].values())))
+        parts.append(f"Input 1x1x{_size(entry['size'])}, forward+backward, median of {repeats} "
                      f"interleaved repeats.\n\n" + _table(["model (convolution path)", "fwd+bwd s",
                                                             "/ monai.AttentionUnet as shipped"], rows))
     return "\n\n".join(parts)

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import ast
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,3 +74,76 @@ def test_run_folder_file_names_live_in_one_module():
     for literal in ("history.csv", "device.json", "evaluation_{split}", "epoch_{epoch:03d}"):
         holders = [name for name, path in modules().items() if literal in path.read_text()]
         assert holders == ["aunet.run"], f"{literal!r} appears in {holders}"
+
+
+def _call_name(node: ast.Call) -> str:
+    return node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+
+
+def test_one_writer_of_a_decathlon_dataset_json():
+    """Only aunet.data.datasets writes a dataset.json or builds its fields (write_dataset_json)."""
+    writes = {"write_text", "write_bytes", "atomic_write_text", "atomic_write", "dump", "open"}
+    writers = set()
+    for name, path in modules().items():
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and _call_name(node) in writes and "dataset.json" in ast.unparse(node):
+                writers.add(name)
+            if isinstance(node, ast.Constant) and node.value in ("numTraining", "tensorImageSize"):
+                writers.add(name)
+    assert writers == {"aunet.data.datasets"}
+
+
+def _code_cells(path: Path) -> list[tuple[str, str]]:
+    """(place, source) of a module, or of every code cell of a notebook (IPython magics left out)."""
+    if path.suffix == ".py":
+        return [(str(path.relative_to(ROOT)), path.read_text())]
+    cells = json.loads(path.read_text())["cells"]
+    return [(f"{path.relative_to(ROOT)} cell {i}", "\n".join(line for line in "".join(c["source"]).splitlines()
+                                                              if not line.lstrip().startswith(("%", "!"))))
+            for i, c in enumerate(cells) if c["cell_type"] == "code"]
+
+
+def _label_literals(source: str) -> list[str]:
+    """Label values written as numbers: `label == 2`, `target_label: int = 2`, `add_argument("--label", default=2)`."""
+    def positive_int(node: ast.AST | None) -> bool:
+        return isinstance(node, ast.Constant) and type(node.value) is int and node.value > 0
+
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        sides = [node.left, *node.comparators] if isinstance(node, ast.Compare) else []
+        if any("label" in ast.unparse(side) for side in sides) and any(positive_int(side) for side in sides):
+            found.append(ast.unparse(node))
+        elif isinstance(node, (ast.FunctionDef, ast.Lambda)):
+            args = node.args.posonlyargs + node.args.args
+            pairs = list(zip(args[len(args) - len(node.args.defaults):], node.args.defaults))
+            pairs += [(a, d) for a, d in zip(node.args.kwonlyargs, node.args.kw_defaults)]
+            found += [f"{a.arg}={ast.unparse(d)}" for a, d in pairs
+                      if positive_int(d) and ("label" in a.arg or a.arg in ("value", "target"))]
+        elif isinstance(node, ast.Call) and node.args and "label" in ast.unparse(node.args[0]):
+            found += [f"{ast.unparse(node.args[0])} default={ast.unparse(k.value)}" for k in node.keywords
+                      if k.arg == "default" and positive_int(k.value)]
+    return found
+
+
+def test_label_values_come_from_aunet_labels():
+    """No organ's label value as a bare number outside aunet.labels (it owns them: value("pancreas"))."""
+    places = [p for n, p in modules().items() if n != "aunet.labels"] + sorted((ROOT / "notebooks").glob("*.ipynb"))
+    found = [f"{place}: {hit}" for path in places for place, source in _code_cells(path)
+             for hit in _label_literals(source)]
+    assert found == []
+    assert sorted(_label_literals("mask = label == 2\ndef f(image, value: int = 2): pass")) == ["label == 2", "value=2"]
+
+
+def test_the_foundation_and_the_data_commands_import_no_torch():
+    """`import aunet.errors`, `aunet data check` and `aunet data prepare`'s workers start without torch."""
+    light = ["aunet.errors", "aunet.io", "aunet.labels", "aunet.config", "aunet.cli", "aunet.data.check",
+             "aunet.data.prepared", "aunet.data.phantom_folder", "aunet.data.splits", "aunet.data.example_ct",
+             "aunet.data.msd", "aunet.data.nih", "aunet.data.separability"]
+    code = f"import sys\nimport {', '.join(light)}\nprint(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+    code = "import sys, aunet\naunet.AttentionUNet\nprint('torch' in sys.modules)"
+    heavy = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert heavy.stdout.strip() == "True", heavy.stderr  # the models still come with `aunet.AttentionUNet`

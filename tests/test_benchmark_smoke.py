@@ -29,7 +29,8 @@ def test_models_build_and_one_tiny_timing():
     times = bench_measure.interleaved(steps, cpu, warmup=0, repeats=1)
     assert set(times) == set(bench_models.BUILDERS)
     assert all(len(t) == 1 and t[0] >= 0 for t in times.values())
-    assert bench_models.count_flops("aunet.AttentionUNet", (32, 32, 32)) > bench_models.count_flops("aunet.UNet", (32, 32, 32))
+    flops = {name: bench_models.count_flops(name, (32, 32, 32)) for name in ("aunet.AttentionUNet", "aunet.UNet")}
+    assert flops["aunet.AttentionUNet"] > flops["aunet.UNet"]
 
 
 def test_report_renders_ratios_from_raw_times():

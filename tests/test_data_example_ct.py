@@ -106,7 +106,8 @@ def test_download_failure_is_one_sentence(tmp_path, monkeypatch, capsys):
     stderr = ("WARNING: Retrying (Retry(total=4)) after connection broken\n"
               "ERROR: Could not find a version that satisfies the requirement totalsegmentator==2.18.0\n"
               "ERROR: No matching distribution found for totalsegmentator==2.18.0\n")
-    monkeypatch.setattr(example_ct.subprocess, "run", lambda command, **k: subprocess.CompletedProcess(command, 1, stderr=stderr))
+    monkeypatch.setattr(example_ct.subprocess, "run",
+                        lambda command, **k: subprocess.CompletedProcess(command, 1, stderr=stderr))
     monkeypatch.setenv("AUNET_CACHE", str(tmp_path / "cache"))
     assert main(["data", "example-ct", "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()

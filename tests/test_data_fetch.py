@@ -22,8 +22,8 @@ from aunet.data import download as download_module
 from aunet.data import prepare_dataset
 from aunet.data.archive import extract_tar
 from aunet.data.download import download
-from aunet.errors import AunetError
 from aunet.data.nifti import save_nifti
+from aunet.errors import AunetError
 
 AFFINE = np.diag([2.0, 2.0, 3.0, 1.0])
 
@@ -193,7 +193,8 @@ def test_complete_part_file_gets_a_416_and_is_verified(tmp_path, server):
     srv.cut_at = len(payload)  # the whole body, then the socket closes: nothing missing
     target = tmp_path / "t.tar"
     target.with_name("t.tar.part").write_bytes(payload)
-    target.with_name("t.tar.part.json").write_text(json.dumps({"url": srv.url, "md5": hashlib.md5(payload).hexdigest()}))
+    state = {"url": srv.url, "md5": hashlib.md5(payload).hexdigest()}
+    target.with_name("t.tar.part.json").write_text(json.dumps(state))
     assert download(srv.url, target, hashlib.md5(payload).hexdigest(), progress=False).read_bytes() == payload
     assert srv.log == [(f"bytes={len(payload)}-", 0)]
 
@@ -204,7 +205,8 @@ def test_wrong_md5_is_refused_naming_both_sums_with_nothing_extracted(tmp_path, 
     dest = tmp_path / "data"
     assert _fetch(dest, srv.url, "0" * 32) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "0" * 32 in err and hashlib.md5(payload).hexdigest() in err and "nothing was extracted" in err
+    assert "\n" not in err and "0" * 32 in err and hashlib.md5(payload).hexdigest() in err
+    assert "nothing was extracted" in err
     assert sorted(p.name for p in dest.iterdir()) == []  # no folder, no bad download kept
 
 
@@ -241,7 +243,8 @@ def test_unsafe_members_are_refused_with_nothing_written(tmp_path, kind, capsys)
     _evil_tar(tar, member, b"evil" if member.size else b"")
     dest = tmp_path / "dl" / "out"
     md5 = hashlib.md5(tar.read_bytes()).hexdigest()
-    assert main(["data", "fetch", "msd-pancreas", "--dest", str(dest), "--from", str(tar), "--md5", md5, "--quiet"]) == 2
+    args = ["data", "fetch", "msd-pancreas", "--dest", str(dest), "--from", str(tar), "--md5", md5, "--quiet"]
+    assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert "refusing the archive (nothing was extracted)" in err and "\n" not in err
     assert not dest.exists() or not any(dest.iterdir())  # not even the members before the bad one
@@ -255,8 +258,8 @@ def test_extract_skips_appledouble_files_and_strips_the_top_folder(tmp_path):
     tar.write_bytes(task07_tar(tmp_path, cases=1))
     out = extract_tar(tar, tmp_path / "out", progress=False)
     names = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
-    assert names == ["dataset.json", "imagesTr", "imagesTr/pancreas_001.nii.gz", "imagesTs", "imagesTs/pancreas_900.nii.gz",
-                     "labelsTr", "labelsTr/pancreas_001.nii.gz"]
+    assert names == ["dataset.json", "imagesTr", "imagesTr/pancreas_001.nii.gz", "imagesTs",
+                     "imagesTs/pancreas_900.nii.gz", "labelsTr", "labelsTr/pancreas_001.nii.gz"]
     assert nib.load(out / "labelsTr" / "pancreas_001.nii.gz").shape == (12, 10, 8)
 
 

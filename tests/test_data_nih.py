@@ -36,7 +36,8 @@ def rotation(seed):
 def expected_affine(rot, origin):
     """RAS affine from the DICOM definition: voxel (i, j, k) -> origin + i dc r + j dr c + k STEP n, LPS -> RAS."""
     lps = np.eye(4)
-    lps[:3, 0], lps[:3, 1], lps[:3, 2], lps[:3, 3] = rot[:, 0] * SPACING[1], rot[:, 1] * SPACING[0], rot[:, 2] * STEP, origin
+    lps[:3, 0], lps[:3, 1] = rot[:, 0] * SPACING[1], rot[:, 1] * SPACING[0]
+    lps[:3, 2], lps[:3, 3] = rot[:, 2] * STEP, origin
     return np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
 
 
@@ -124,7 +125,8 @@ def test_gap_in_the_slices_is_refused(tmp_path):
 def test_convert_then_check(nih_download, capsys):
     root, affines = nih_download
     out = root / "nih"
-    assert main(["data", "convert", "nih-pancreas", "--dicom", str(root), "--labels", str(root / "TCIA_pancreas_labels-02-05-2017"),
+    labels = root / "TCIA_pancreas_labels-02-05-2017"
+    assert main(["data", "convert", "nih-pancreas", "--dicom", str(root), "--labels", str(labels),
                  "--out", str(out), "--quiet"]) == 0
     text = capsys.readouterr().out
     assert "3 case(s) converted, 1 skipped; split files: 61_21" in text
@@ -134,7 +136,8 @@ def test_convert_then_check(nih_download, capsys):
         label = nib.load(out / "labelsTr" / f"PANCREAS_{n:04d}.nii.gz")
         assert image.get_data_dtype() == np.int16
         hu = np.asarray(image.dataobj)
-        assert hu[4, 5, 3] == SLOPE * stored_value(4, 5, 3) + INTERCEPT and hu[0, 2, 1] == SLOPE * stored_value(0, 2, 1) + INTERCEPT
+        assert hu[4, 5, 3] == SLOPE * stored_value(4, 5, 3) + INTERCEPT
+        assert hu[0, 2, 1] == SLOPE * stored_value(0, 2, 1) + INTERCEPT
         np.testing.assert_allclose(image.affine, affines[n], atol=1e-4)
         np.testing.assert_allclose(label.affine, image.affine, atol=1e-6)
         np.testing.assert_array_equal(np.asarray(label.dataobj), image_label())  # on the same voxels
@@ -150,7 +153,8 @@ def test_convert_then_check(nih_download, capsys):
 @pytest.mark.parametrize("change, message", [
     (np.diag([1.0, 1.0, 1.1, 1.0]), "not an axis flip or permutation"),  # another slice spacing
     (np.array([[1, 0, 0, 0.5], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], float), "not an axis flip or permutation"),
-    (np.array([[1, 0, 0, 1], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], float), "shifted against the image's along axis 0"),
+    (np.array([[1, 0, 0, 1], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], float),
+     "shifted against the image's along axis 0"),
     (np.array([[np.cos(0.2), -np.sin(0.2), 0, 0], [np.sin(0.2), np.cos(0.2), 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]),
      "not an axis flip or permutation"),
 ])

@@ -7,8 +7,7 @@ import pytest
 from aunet.cli import main
 from aunet.config import Config
 from aunet.data import prepare_dataset, write_phantom_dataset
-from aunet.data.datasets import make_splits
-from aunet.data.splits import PAPER_SPLITS, find_split_file, split_path, write_split_file
+from aunet.data.splits import PAPER_SPLITS, find_split_file, make_splits, split_path, write_split_file
 from aunet.errors import AunetError
 
 

@@ -12,21 +12,15 @@ import pytest
 import torch
 
 from aunet.cli import main
-from aunet.data import write_phantom_dataset
 from aunet.run import RunFolder
 from aunet.train import train
-from test_train import TINY, tiny_config
 
-
-@pytest.fixture(scope="module")
-def phantom(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("data") / "phantom"
-    write_phantom_dataset(out, cases=4, seed=0, size=(80, 64, 32), progress=False)
-    return out
+from conftest import TINY, tiny_config
 
 
 def train_args(phantom: Path, out_dir: Path, epochs: int) -> list[str]:
-    args = ["train", "--profile", "quick", "--epochs", str(epochs), "--data-dir", str(phantom), "--out-dir", str(out_dir)]
+    args = ["train", "--profile", "quick", "--epochs", str(epochs), "--data-dir", str(phantom),
+            "--out-dir", str(out_dir)]
     for key, value in TINY.items():
         args += [f"--{key.replace('_', '-')}", ",".join(map(str, value)) if isinstance(value, tuple) else str(value)]
     return args
@@ -58,7 +52,8 @@ def test_two_processes_match_one_and_resume_on_one(phantom, tmp_path):
     assert json.loads((two / "device.json").read_text())["processes"] == 2
     state = torch.load(two / "last.pt", weights_only=True)
     assert not any(k.startswith("module.") for k in state["model"])  # plain weight names
-    assert losses(two) == pytest.approx(losses(Path(one.out_dir))[:2], rel=1e-3), (losses(two), losses(Path(one.out_dir)))
+    first = losses(Path(one.out_dir))
+    assert losses(two) == pytest.approx(first[:2], rel=1e-3), (losses(two), first)
 
     # the 2-process run continues on one process, and still follows the one-process run
     assert main(train_args(phantom, two, epochs=3) + ["--resume"]) == 0
@@ -99,6 +94,7 @@ def test_killing_one_process_stops_the_other_with_one_line(phantom, tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode != 0
-    lines = [line for line in out.splitlines() if line.startswith("aunet train: error: training process 0 of 2 stopped")]
+    stopped = "aunet train: error: training process 0 of 2 stopped"
+    lines = [line for line in out.splitlines() if line.startswith(stopped)]
     assert len(lines) == 1, out[-3000:]
     assert not re.search(r'File ".*/aunet/\w+\.py"', out)  # no traceback through aunet's code (torchrun prints its own)

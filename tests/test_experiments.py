@@ -7,9 +7,15 @@ import torch
 
 from aunet.config import Config
 from aunet.errors import AunetError
+from aunet.experiments import (
+    EXPERIMENTS,
+    experiment_config,
+    run_experiment,
+    run_experiments,
+    run_state,
+    write_missing_phantoms,
+)
 from aunet.run import RunFolder
-from aunet.experiments import (EXPERIMENTS, experiment_config, run_experiment, run_experiments,
-                               run_state, write_missing_phantoms)
 from aunet.train import Trainer, train
 
 TINY = dict(spacing=8.0, patch_size=(32, 32, 32), base_filters=2, batch_size=2, iterations_per_epoch=1,

@@ -3,8 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from aunet import AttentionGate
-from aunet import speedups
+from aunet import AttentionGate, speedups
 from aunet.gate import ALPHA_INIT, GatedSkip
 
 pytestmark = pytest.mark.usefixtures("speedups_on")  # tests/conftest.py

@@ -5,11 +5,10 @@ import pytest
 import torch
 from torch import nn
 
-from aunet import AttentionUNet
+from aunet import AttentionUNet, inference
 from aunet.cli import main
 from aunet.config import Config
 from aunet.errors import AunetError
-from aunet import inference
 from aunet.inference import gaussian_weights, sliding_window_predict, window_starts
 from aunet.run import load_model
 

@@ -8,8 +8,8 @@ import torch
 from monai.metrics import compute_average_surface_distance, compute_dice, compute_hausdorff_distance
 from scipy import ndimage
 
-from aunet.metrics import (dice, evaluate_case, hausdorff95, precision, recall, s2s_distance, summarise,
-                           surface)
+from aunet.labels import TARGET, value
+from aunet.metrics import dice, evaluate_case, hausdorff95, precision, recall, s2s_distance, summarise, surface
 
 SPACINGS = [(1.0, 1.0, 1.0), (0.8, 0.8, 2.5), (2.0, 1.5, 0.7)]
 
@@ -50,11 +50,19 @@ def test_overlap_metrics_match_counting_and_monai(seed):
     assert dice(pred, true) == pytest.approx(_monai(compute_dice, pred, true), rel=1e-6)
 
 
+def _unbinarised_dice(pred: np.ndarray, true: np.ndarray) -> float:
+    """The bug behind reports of Dice > 1: label maps multiplied and summed as they are, not compared with a class."""
+    return float(2 * (pred * true).sum() / (pred.sum() + true.sum()))
+
+
 def test_dice_never_above_one():
-    for seed in range(20):
-        pred, true = blob(seed, (12, 12, 8), 0.0), blob(seed + 1, (12, 12, 8), 0.0)
-        for value in (dice(pred, true), dice(pred, pred), precision(pred, true), recall(pred, true)):
-            assert 0.0 <= value <= 1.0
+    for seed in range(20):  # label maps as stored: the pancreas is its CT-150 value, not 1
+        pred = blob(seed, (12, 12, 8), 0.0).astype(np.uint8) * value(TARGET)
+        true = blob(seed + 1, (12, 12, 8), 0.0).astype(np.uint8) * value(TARGET)
+        assert _unbinarised_dice(pred, pred) > 1  # these inputs expose the bug ...
+        for score in (dice(pred, true), dice(pred, pred), precision(pred, true), recall(pred, true)):
+            assert 0.0 <= score <= 1.0  # ... which aunet's metrics do not have
+        assert dice(pred, pred) == 1.0 and dice(pred, true) == dice(pred > 0, true > 0)
 
 
 def test_hand_computed_single_voxels_on_thick_slices():

@@ -21,32 +21,9 @@ import nbformat
 import papermill
 import pytest
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-KERNEL = "aunet"
+from conftest import NOTEBOOKS, SMOKE_PARAMETERS
 
-# Small parameters that make each notebook run in seconds on 2 CPU cores (names must exist in the
-# notebook's parameters cell).
-SMOKE_PARAMETERS: dict[str, dict[str, object]] = {
-    "01_attention_gate.ipynb": {"seed": 1, "image_size": 32},
-    "02_attention_unet.ipynb": {"input_size": 16, "base_filters": 4, "repeats": 1, "seed": 1},
-    "03_data.ipynb": {"cases": 3, "size": [64, 48, 32], "data_dir": "../data/phantom_smoke", "seed": 1},
-    "04_training.ipynb": {"data_dir": "{tmp}/phantom", "cases": 5, "spacing": 8.0, "epochs": 2,
-                          "iterations_per_epoch": 1, "runs_dir": "{tmp}/runs", "figures_dir": "{tmp}/figures"},
-    "05_attention_evolution.ipynb": {"out_dir": "{tmp}/runs/attention_unet", "data_dir": "{tmp}/phantom", "cases": 4,
-                                     "spacing": 8.0, "epochs": 3, "iterations_per_epoch": 1,
-                                     "figures_dir": "{tmp}/figures"},
-    "06_paper_tables.ipynb": {"ct150_data_dir": "{tmp}/phantom_a", "tcia_data_dir": "{tmp}/phantom_b", "ct150_cases": 8,
-                              "tcia_cases": 6, "phantom_size": [80, 64, 32], "spacing": 8.0, "epochs": 1,
-                              "iterations_per_epoch": 1, "ct150_seeds": [0], "tcia_seeds": [0], "workers": 1,
-                              "runs_dir": "{tmp}/runs", "tables_dir": "{tmp}/tables", "figures_dir": "{tmp}/figures"},
-    "07_slice_viewer.ipynb": {"data_dir": "{tmp}/phantom", "cases": 1, "size": [48, 40, 24], "case": 0,
-                              "run_dir": "{tmp}/no_run"},
-    "08_does_attention_help.ipynb": {"epochs_scale": 0.025, "iterations_per_epoch": 1, "spacing": 8.0, "seeds": [0],
-                                     "workers": 2, "cases": 8, "phantom_size": [80, 64, 32],
-                                     "data_dir": "{tmp}/phantom", "distractors_data_dir": "{tmp}/phantom_distractors",
-                                     "wide_fov_data_dir": "{tmp}/phantom_wide_fov", "runs_dir": "{tmp}/runs",
-                                     "tables_dir": "{tmp}/tables", "figures_dir": "{tmp}/figures"},
-}
+KERNEL = "aunet"
 
 # Notebooks whose stored outputs (cells marked NBVAL_CHECK_OUTPUT) are lessons checked by nbval.
 NBVAL_NOTEBOOKS: list[str] = ["01_attention_gate.ipynb", "02_attention_unet.ipynb"]
@@ -89,7 +66,7 @@ def test_parameters_cell(path: Path):
     cells = parameters_cells(nb)
     assert len(cells) == 1, f"{path.name} has {len(cells)} cells tagged 'parameters'; expected exactly 1"
     defaults = literal_assignments(cells[0].source)
-    assert path.name in SMOKE_PARAMETERS, f"{path.name} is missing from SMOKE_PARAMETERS in {__file__}"
+    assert path.name in SMOKE_PARAMETERS, f"{path.name} is missing from SMOKE_PARAMETERS in tests/conftest.py"
     unknown = sorted(set(SMOKE_PARAMETERS[path.name]) - set(defaults))
     assert not unknown, f"smoke parameters {unknown} are not in {path.name}'s parameters cell {sorted(defaults)}"
     for name, value in SMOKE_PARAMETERS[path.name].items():

@@ -79,4 +79,5 @@ def test_processes_share_the_global_batch(data):
 
 def test_automatic_workers():
     assert automatic_workers(torch.device("cpu")) == 0  # the CPU step uses every core
-    assert 1 <= automatic_workers(torch.device("cuda"), processes_on_node=64) <= automatic_workers(torch.device("cuda")) <= 8
+    cuda = torch.device("cuda")
+    assert 1 <= automatic_workers(cuda, processes_on_node=64) <= automatic_workers(cuda) <= 8

@@ -11,7 +11,7 @@ from aunet.cli import main
 from aunet.errors import AunetError
 from aunet.reproduce import reproduce, reproduction_notebooks, update_readme
 
-from test_notebooks import NOTEBOOKS, SMOKE_PARAMETERS
+from conftest import NOTEBOOKS, SMOKE_PARAMETERS
 
 TINY = ("06_paper_tables.ipynb",)  # writes the tables, a figure and the runs the manifest lists
 

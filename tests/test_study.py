@@ -13,10 +13,27 @@ from aunet.errors import AunetError
 from aunet.experiments import EXPERIMENTS, experiment_config
 from aunet.run import RunFolder
 from aunet.stats import format_p, holm, paired_difference, rank_correlation
-from aunet.study import (DEFAULT_DATASETS, PHANTOM_OPTIONS, baseline_config, config_changes, experiments_of,
-                         run_study, study_conditions, write_study_phantoms)
-from aunet.study_report import (conclusions, focus_points, focus_sentence, focus_table, forest_rows, read_results,
-                                readme_section, results_table, update_readme)
+from aunet.study import (
+    DEFAULT_DATASETS,
+    PHANTOM_OPTIONS,
+    baseline_config,
+    config_changes,
+    experiments_of,
+    run_study,
+    study_conditions,
+    write_study_phantoms,
+)
+from aunet.study_report import (
+    conclusions,
+    focus_points,
+    focus_sentence,
+    focus_table,
+    forest_rows,
+    read_results,
+    readme_section,
+    results_table,
+    update_readme,
+)
 from aunet.tables import PAPER
 
 # what each condition names: the only Config fields in which its runs may differ from the baseline's

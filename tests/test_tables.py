@@ -1,6 +1,5 @@
-"""The paper's tables from raw run records: measured cells from the records, paper cells from REFERENCE §4."""
+"""The paper's tables from raw run records: measured cells from the records, paper cells from its Tables 1 and 2."""
 import csv
-import json
 from pathlib import Path
 
 import matplotlib
@@ -9,13 +8,12 @@ import pytest
 from aunet.cli import main
 from aunet.config import Config
 from aunet.errors import AunetError
-from aunet.io import atomic_write_csv
 from aunet.run import RunFolder
 from aunet.tables import build_table, build_tables, dice_columns, write_tables
 
 matplotlib.use("Agg")
 
-# REFERENCE.md section 4, transcribed here independently of aunet.tables.PAPER: column -> row -> cell
+# the paper's Tables 1 and 2 (Oktay et al., MIDL 2018), transcribed here independently of aunet.tables.PAPER
 REFERENCE_TABLE1 = {
     "U-Net (120/30)": ["0.814±0.116", "0.848±0.110", "0.806±0.126", "2.358±1.464", "5.88 M", "0.167 s"],
     "Att U-Net (120/30)": ["0.840±0.087", "0.849±0.098", "0.841±0.092", "1.920±1.284", "6.40 M", "0.179 s"],
@@ -37,13 +35,12 @@ def fake_run(run_dir: Path, model: str, dice=(0.6123, 0.0341), cases: int = 3, e
 
     The per-case pancreas Dice is dice[0] +- dice[1] (half the cases each side), so mean and std are `dice`.
     """
-    run_dir = run_dir / f"seed_{seed}"
-    cfg = Config.from_profile("quick", model=model, base_filters=2, out_dir=str(run_dir), seed=seed)
-    cfg.save(run_dir / "config.json")
-    history = [{"epoch": e, "train_loss": 1.0, "val_mean_dice": 0.5, "lr": 1e-3, "seconds": 1.0,
-                **({"gpu_peak_gib": 1.0} if cuda else {})} for e in range(1, epochs + 1)]
-    atomic_write_csv(run_dir / "history.csv", history)
-    RunFolder(run_dir).write_device({"type": "cuda" if cuda else "cpu", "name": "test device", "processes": 1})
+    run = RunFolder(run_dir / f"seed_{seed}")
+    cfg = Config.from_profile("quick", model=model, base_filters=2, out_dir=str(run.path), seed=seed)
+    run.write_config(cfg)
+    run.write_history([{"epoch": e, "train_loss": 1.0, "val_mean_dice": 0.5, "lr": 1e-3, "seconds": 1.0,
+                        **({"gpu_peak_gib": 1.0} if cuda else {})} for e in range(1, epochs + 1)])
+    run.write_device({"type": "cuda" if cuda else "cpu", "name": "test device", "processes": 1})
     rows = []
     for i in range(cases):
         sign = 1 if i % 2 == 0 else -1
@@ -52,11 +49,8 @@ def fake_run(run_dir: Path, model: str, dice=(0.6123, 0.0341), cases: int = 3, e
             row |= {f"{organ}_dice": dice[0] + sign * dice[1], f"{organ}_precision": 0.7,
                     f"{organ}_recall": recall[i] if recall else 0.55, f"{organ}_s2s_mm": 4.5}
         rows.append(row | {"inference_seconds": seconds})
-    atomic_write_csv(run_dir / "evaluation_test.csv", rows)
-    summary = {"inference_seconds": {"mean": seconds, "std": 0.1}}
-    for organ in organs:
-        summary |= {f"{organ}_dice": {"mean": dice[0], "std": dice[1]}}
-    (run_dir / "evaluation_test_summary.json").write_text(json.dumps(summary))
+    summary = {"inference_seconds": (seconds, 0.1), **{f"{organ}_dice": dice for organ in organs}}
+    run.write_evaluation("test", rows, summary)
     return cfg
 
 

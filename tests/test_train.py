@@ -12,26 +12,12 @@ import torch
 
 from aunet.cli import main
 from aunet.config import Config
-from aunet.data import write_phantom_dataset
 from aunet.evaluate import evaluate_run
-from aunet.run import load_model
-from aunet.run import RunFolder
+from aunet.run import RunFolder, load_model
 from aunet.snapshots import snapshot_schedule
 from aunet.train import train
 
-TINY = dict(spacing=8.0, patch_size=(32, 32, 32), base_filters=2, batch_size=2, iterations_per_epoch=2,
-            lr=1e-3, val_fraction=0.25, test_fraction=0.25, snapshot_epochs=(1, 2, 3), device="cpu")
-
-
-@pytest.fixture(scope="module")
-def phantom(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("data") / "phantom"
-    write_phantom_dataset(out, cases=4, seed=0, size=(80, 64, 32), progress=False)
-    return out
-
-
-def tiny_config(phantom: Path, out_dir: Path, **overrides) -> Config:
-    return Config.from_profile("quick", **{**TINY, "data_dir": str(phantom), "out_dir": str(out_dir), **overrides})
+from conftest import TINY, tiny_config
 
 
 def test_run_folder_and_evaluation(phantom, tmp_path):
@@ -67,7 +53,7 @@ def test_resume_after_kill_matches_uninterrupted_run(phantom, tmp_path):
     train(reference, progress=False)
 
     killed = tmp_path / "killed"
-    args = [sys.executable, "-m", "aunet.cli", "train", "--profile", "quick", "--epochs", str(epochs),
+    args = [sys.executable, "-m", "aunet", "train", "--profile", "quick", "--epochs", str(epochs),
             "--data-dir", str(phantom), "--out-dir", str(killed)]
     for key, value in TINY.items():
         value = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
@@ -105,8 +91,9 @@ def test_missing_dataset_is_one_line(tmp_path, capsys):
 
 
 def test_snapshot_schedule_scales_to_run_length():
-    assert snapshot_schedule(200) == [3, 6, 10, 60, 150]
-    assert snapshot_schedule(20) == [1, 2, 3, 8, 20]
+    paper = Config().snapshot_epochs  # the epochs of the paper's figure
+    assert snapshot_schedule(200, paper) == [3, 6, 10, 60, 150]
+    assert snapshot_schedule(20, paper) == [1, 2, 3, 8, 20]
     assert snapshot_schedule(20, (1, 2, 4, 8, 16)) == [1, 2, 4, 8, 16]
 
 

@@ -3,19 +3,23 @@
     cfg = Config.from_profile("quick", data_dir="data/phantom")
     ds = prepare_dataset(cfg)                                  # validate, cache, split
     train = PatchDataset(ds, ds.train, cfg, seed=cfg.seed)     # (1, X, Y, Z) float32, (X, Y, Z) int64
-    val = ValidationDataset(ds, ds.val, cfg)                   # centre crops (the paper's validation)
+    image, label = center_crop(ds.load(ds.val[0]), cfg.patch_size)  # a centre crop (the paper's validation)
     image, geometry = preprocess_image(nib.load(path), cfg)    # inference on one file
     original = to_original(prediction, geometry, order=0)      # back onto the input's grid
-"""
-from aunet.data.check import check_folder
-from aunet.data.phantom_folder import write_phantom_dataset
-from aunet.data.datasets import read_dataset
-from aunet.data.nifti import load_nifti, save_nifti
-from aunet.data.patches import PatchDataset, ValidationDataset, center_crop
-from aunet.data.phantom import make_phantom
-from aunet.data.prepared import PreparedDataset, prepare_dataset
-from aunet.data.preprocess import Geometry, Volume, preprocess_image, to_original
 
-__all__ = ["check_folder", "write_phantom_dataset", "read_dataset", "load_nifti", "save_nifti", "PatchDataset",
-           "ValidationDataset", "center_crop", "make_phantom", "PreparedDataset", "prepare_dataset",
-           "Geometry", "Volume", "preprocess_image", "to_original"]
+Each name is imported from its module when first used, so the modules that need no torch (all but
+`aunet.data.patches`, `augment` and `loader`) stay free of it: `aunet data check`, `aunet data prepare`'s workers.
+"""
+from __future__ import annotations
+
+from aunet import lazy_attributes
+
+_OWNERS = {"check_folder": "aunet.data.check", "write_phantom_dataset": "aunet.data.phantom_folder",
+           "read_dataset": "aunet.data.datasets", "load_nifti": "aunet.data.nifti", "save_nifti": "aunet.data.nifti",
+           "PatchDataset": "aunet.data.patches", "center_crop": "aunet.data.patches",
+           "make_phantom": "aunet.data.phantom", "PreparedDataset": "aunet.data.prepared",
+           "prepare_dataset": "aunet.data.prepared", "Geometry": "aunet.data.preprocess",
+           "Volume": "aunet.data.preprocess", "preprocess_image": "aunet.data.preprocess",
+           "to_original": "aunet.data.preprocess"}
+__all__ = list(_OWNERS)
+__getattr__ = lazy_attributes(__name__, _OWNERS)

@@ -83,8 +83,9 @@ def extract_tar(archive: str | Path, out: str | Path, strip_top: bool = True,
         members = safe_members(tar, archive)
         top = common_top(members) if strip_top else ""
         wanted = [m for m in members if not skip(m.name)]
-        with atomic_folder(out) as tmp, tqdm(total=sum(m.size for m in wanted if m.isreg()), unit="B", unit_scale=True,
-                                             unit_divisor=1024, desc=f"extract {archive.name}", disable=not progress) as bar:
+        size = sum(m.size for m in wanted if m.isreg())
+        with atomic_folder(out) as tmp, tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024,
+                                             desc=f"extract {archive.name}", disable=not progress) as bar:
             root = tmp.resolve()
             for member in wanted:
                 parts = PurePosixPath(member.name).parts[1 if top else 0:]
@@ -101,7 +102,8 @@ def extract_tar(archive: str | Path, out: str | Path, strip_top: bool = True,
                     with tar.extractfile(member) as source, open(target, "wb") as dest:
                         shutil.copyfileobj(source, dest, 1 << 20)
                 except (tarfile.TarError, EOFError) as e:
-                    raise AunetError(f"{archive}: member {member.name!r} is truncated ({e}); the tar is damaged.") from None
+                    raise AunetError(f"{archive}: member {member.name!r} is truncated ({e}); the tar is "
+                                     "damaged.") from None
                 bar.update(member.size)
             if finish is not None:
                 finish(tmp)

@@ -60,7 +60,8 @@ def inplane_box(spec: PatchSpec, patch_size: Sequence[int], shape: Sequence[int]
     return start, np.maximum(np.minimum(stop, limit), start + 1)  # clipped to the volume, never empty
 
 
-def inplane_theta(spec: PatchSpec, patch_size: Sequence[int], start: np.ndarray, crop_size: Sequence[int]) -> torch.Tensor:
+def inplane_theta(spec: PatchSpec, patch_size: Sequence[int], start: np.ndarray,
+                  crop_size: Sequence[int]) -> torch.Tensor:
     """The (2, 3) `affine_grid` matrix (align_corners=False) taking the patch's x-y grid into the crop at `start`.
 
     With v the patch's normalised coordinate (o - (S - 1) / 2 = v S / 2) and u the crop's (x - start =
@@ -98,7 +99,8 @@ def cut_crop(volume: Volume, spec: PatchSpec, patch_size: Sequence[int]) -> Crop
     size = np.asarray(patch_size)
     if spec.matrix is None:  # no augmentation: the exact crop (padded where it leaves the volume) is the patch
         start = np.round(spec.centre - size / 2).astype(int)
-        image, label, theta = crop_padded(volume.image, start, size, background), crop_padded(volume.label, start, size, 0), None
+        image, label = crop_padded(volume.image, start, size, background), crop_padded(volume.label, start, size, 0)
+        theta = None
         image, label = image.transpose(2, 0, 1), label.transpose(2, 0, 1)  # (S_z, X, Y)
     else:
         start, stop = inplane_box(spec, patch_size, volume.image.shape)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aunet.data.datasets import read_dataset
-from aunet.data.nifti import check_affine, check_pair, load_nifti, orientation_code, read_data, spacing_of
+from aunet.data.datasets import Case, read_case, read_dataset
+from aunet.data.nifti import orientation_code, spacing_of
 from aunet.data.preprocess import check_label_values
 from aunet.errors import AunetError
 
@@ -49,8 +49,8 @@ class CheckReport:
             lines.append(f"intensity range: {self.intensity[0]:.0f} to {self.intensity[1]:.0f}")
         if self.label_voxels:
             total = sum(self.label_voxels.values())
-            lines.append("label voxels: " + ", ".join(
-                f"{k} {self.labels.get(k, '?')} {n} ({100 * n / total:.2f}%)" for k, n in sorted(self.label_voxels.items())))
+            lines.append("label voxels: " + ", ".join(f"{k} {self.labels.get(k, '?')} {n} ({100 * n / total:.2f}%)"
+                                                      for k, n in sorted(self.label_voxels.items())))
         lines += [f"problem: {p}" for p in self.problems]
         return "\n".join(lines)
 
@@ -71,12 +71,8 @@ def check_folder(root: str | Path, progress: bool = True) -> CheckReport:
     return report
 
 
-def _check_case(case, labels: dict[int, str], report: CheckReport) -> None:
-    image_nii, label_nii = load_nifti(case.image), load_nifti(case.label)
-    check_pair(image_nii, label_nii, case.image, case.label)
-    check_affine(image_nii.affine, case.image)
-    image = read_data(image_nii, case.image)
-    label = read_data(label_nii, case.label)
+def _check_case(case: Case, labels: dict[int, str], report: CheckReport) -> None:
+    image, label, image_nii = read_case(case)
     values, counts = np.unique(label, return_counts=True)
     check_label_values(values, labels, case.label)
     report.shapes[tuple(int(n) for n in image.shape)] += 1

@@ -1,18 +1,24 @@
-"""Dataset folders: Decathlon and nnU-Net v2 layouts, image/label pairing, seeded splits.
+"""Dataset folders: Decathlon and nnU-Net v2 layouts read, Decathlon written, one labelled case opened and checked.
 
 Decathlon (MSD Task07):  dataset.json, imagesTr/X.nii.gz, labelsTr/X.nii.gz, labels {"0": "background", ...}
 nnU-Net v2 raw:          dataset.json, imagesTr/X_0000.nii.gz, labelsTr/X.nii.gz, labels {"background": 0, ...},
                          file_ending ".nii.gz", channel_names {"0": "CT"}
 macOS `._*` files (in the Task07 tar) and other hidden files are ignored.
+
+aunet writes Decathlon folders (the phantom, the example CT, NIH Pancreas-CT): `decathlon_case` says where a
+case's files go and `write_dataset_json` is the one writer of their dataset.json.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Mapping, Sequence
 
+import nibabel as nib
 import numpy as np
 
+from aunet.data.nifti import check_pair, load_nifti, read_data, read_volume
 from aunet.errors import AunetError
 from aunet.io import atomic_write_text
 
@@ -52,7 +58,8 @@ def read_dataset(root: str | Path) -> DatasetInfo:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise AunetError(f"{meta_path}: is not valid JSON ({e}).") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("labels"), dict) or not meta["labels"]:
-        raise AunetError(f"{meta_path}: has no 'labels' mapping; expected e.g. {{\"0\": \"background\", \"1\": \"pancreas\"}}.")
+        raise AunetError(f"{meta_path}: has no 'labels' mapping; expected e.g. "
+                         '{"0": "background", "1": "pancreas"}.')
     nnunet = "file_ending" in meta or "channel_names" in meta
     labels = _labels(meta["labels"], nnunet, meta_path)
     if nnunet:
@@ -126,21 +133,26 @@ def _strip(name: str) -> str:
     return name
 
 
-def make_splits(case_ids: list[str], val_fraction: float, test_fraction: float, seed: int) -> dict[str, list[str]]:
-    """Seeded train/val/test split; each nonzero fraction gets at least one case."""
-    ids = sorted(case_ids)
-    n = len(ids)
-    n_test = max(1, round(n * test_fraction)) if test_fraction > 0 else 0
-    n_val = max(1, round(n * val_fraction)) if val_fraction > 0 else 0
-    if n - n_test - n_val < 1:
-        raise AunetError(f"{n} case(s) cannot be split into train/val/test with val_fraction={val_fraction} "
-                         f"and test_fraction={test_fraction}; add cases or lower the fractions.")
-    order = np.random.default_rng(seed).permutation(n)
-    shuffled = [ids[i] for i in order]
-    return {"test": sorted(shuffled[:n_test]), "val": sorted(shuffled[n_test:n_test + n_val]),
-            "train": sorted(shuffled[n_test + n_val:])}
+def read_case(case: Case) -> tuple[np.ndarray, np.ndarray, nib.Nifti1Image]:
+    """Open and check one labelled case: image and label (X, Y, Z) float32 on one voxel grid, and the image's file."""
+    image, image_nii = read_volume(case.image)
+    label_nii = load_nifti(case.label)
+    check_pair(image_nii, label_nii, case.image, case.label)
+    return image, read_data(label_nii, case.label), image_nii
 
 
-def save_splits(path: Path, splits: dict[str, list[str]], **settings) -> None:
-    """Write the split (and the settings that made it) as JSON, atomically."""
-    atomic_write_text(path, json.dumps({**settings, **splits}, indent=1) + "\n")
+def decathlon_case(root: Path, case_id: str) -> Case:
+    """Where a labelled case of a Decathlon folder aunet writes lives: imagesTr/<id>.nii.gz, labelsTr/<id>.nii.gz."""
+    return Case(case_id, root / "imagesTr" / f"{case_id}.nii.gz", root / "labelsTr" / f"{case_id}.nii.gz")
+
+
+def write_dataset_json(root: Path, name: str, description: str, reference: str, licence: str,
+                       labels: Mapping[int, str], cases: Sequence[str], test: Sequence[str] = (),
+                       aunet: Mapping[str, Any] | None = None) -> None:
+    """The Decathlon dataset.json of `root` (atomically): labelled `cases`, unlabelled `test` images, aunet's notes."""
+    meta = {"name": name, "description": description, "reference": reference, "licence": licence,
+            "tensorImageSize": "3D", "modality": {"0": "CT"}, "labels": {str(k): v for k, v in labels.items()},
+            "numTraining": len(cases), "numTest": len(test),
+            "training": [{"image": f"./imagesTr/{c}.nii.gz", "label": f"./labelsTr/{c}.nii.gz"} for c in cases],
+            "test": [f"./imagesTs/{c}.nii.gz" for c in test], "aunet": dict(aunet or {})}
+    atomic_write_text(root / "dataset.json", json.dumps(meta, indent=1) + "\n")

@@ -51,7 +51,8 @@ def dicom_files(folder: Path) -> list[tuple[Path, object]]:
 def _vector(ds, tag: str, n: int, path: Path) -> np.ndarray:
     value = getattr(ds, tag, None)
     if value is None or len(value) != n:
-        raise AunetError(f"{path}: has no {tag} with {n} values; expected a CT slice with its position and orientation.")
+        raise AunetError(f"{path}: has no {tag} with {n} values; expected a CT slice with its position and "
+                         "orientation.")
     return np.array([float(v) for v in value])
 
 
@@ -98,7 +99,8 @@ def read_series(folder: Path, name: str | None = None) -> tuple[np.ndarray, np.n
             stored = pydicom.dcmread(path).pixel_array.astype(np.float64)  # (rows, columns)
         except Exception as e:  # pydicom raises several kinds for undecodable pixel data
             raise AunetError(f"{name}: cannot decode the pixels of {path.name} ({e}).") from None
-        values = np.rint(stored * float(getattr(ds, "RescaleSlope", 1) or 1) + float(getattr(ds, "RescaleIntercept", 0)))
+        slope, intercept = float(getattr(ds, "RescaleSlope", 1) or 1), float(getattr(ds, "RescaleIntercept", 0))
+        values = np.rint(stored * slope + intercept)
         if values.min() < -32768 or values.max() > 32767:
             raise AunetError(f"{name}: {path.name} has values beyond int16 after rescaling; expected CT numbers in HU.")
         hu[:, :, k] = values.T

@@ -18,7 +18,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import sys
 import time
 import urllib.error
@@ -32,14 +31,9 @@ BLOCK = 1 << 20  # bytes per read and per progress update
 GB = 1e9
 
 
-def md5sum(path: str | Path, progress: bool = False) -> str:
-    """The md5 of a file (hex), with an optional progress bar."""
-    return file_digest(path, "md5", progress)
-
-
 def check_md5(path: Path, expected: str, progress: bool = False) -> None:
     """AunetError naming both sums unless the file's md5 is `expected`."""
-    actual = md5sum(path, progress)
+    actual = file_digest(path, "md5", progress)
     if actual != expected.lower():
         raise AunetError(f"{path}: md5 is {actual}, expected {expected.lower()}; the file is corrupt or another "
                          "file (nothing was extracted).")
@@ -99,12 +93,13 @@ def download(url: str, path: str | Path, md5: str | None = None, *, retries: int
         raise AunetError(f"{part}: holds {part.stat().st_size} bytes, the server announced {total}; delete it and "
                          "run again.")
     if md5:
-        actual = md5sum(part, progress)
+        actual = file_digest(part, "md5", progress)
         if actual != md5.lower():
             part.unlink()
             state_path.unlink(missing_ok=True)
             raise AunetError(f"{url}: the downloaded file's md5 is {actual}, expected {md5.lower()}; it was deleted "
-                             "and nothing was extracted (a damaged transfer or another file: run again, or check --md5).")
+                             "and nothing was extracted (a damaged transfer or another file: run again, or check "
+                             "--md5).")
     os.replace(part, path)
     state_path.unlink(missing_ok=True)
     return path
@@ -159,9 +154,10 @@ def _transfer(url: str, part: Path, state_path: Path, state: dict, offset: int, 
             raise _Interrupted("the partial file did not fit the server's") from None
         if e.code >= 500:
             raise _Interrupted(f"HTTP {e.code}") from None
-        raise AunetError(f"{url}: the server answered HTTP {e.code} ({e.reason}); expected the file (check --url).") from None
+        raise AunetError(f"{url}: the server answered HTTP {e.code} ({e.reason}); expected the file "
+                         "(check --url).") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
-        if isinstance(e, urllib.error.URLError) and not isinstance(getattr(e, "reason", None), (OSError, socket.timeout)):
+        if isinstance(e, urllib.error.URLError) and not isinstance(getattr(e, "reason", None), OSError):
             raise AunetError(f"{url}: cannot be opened ({e.reason}); expected an http(s) URL.") from None
         raise _Interrupted(str(getattr(e, "reason", e))) from None
     with response:
@@ -197,9 +193,10 @@ def _transfer(url: str, part: Path, state_path: Path, state: dict, offset: int, 
                     bar.update(len(block))
             except OSError as e:
                 if e.errno == errno.ENOSPC:
-                    raise AunetError(f"{part.parent}: the disk is full; free some space and run again to resume.") from None
+                    raise AunetError(f"{part.parent}: the disk is full; free some space and run again to "
+                                     "resume.") from None
                 raise _Interrupted(f"{type(e).__name__} after {received} bytes") from None
-            except (http.client.HTTPException, socket.timeout) as e:
+            except (TimeoutError, http.client.HTTPException) as e:
                 raise _Interrupted(f"{type(e).__name__} after {received} bytes") from None
     if total is not None and received < total:
         raise _Interrupted(f"connection closed after {received} of {total} bytes")

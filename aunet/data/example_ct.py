@@ -19,7 +19,6 @@ Image files are copied byte for byte, so `aunet data check` sees the scanner's o
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aunet.data.datasets import decathlon_case, write_dataset_json
 from aunet.data.nifti import load_nifti, read_data, save_nifti
 from aunet.errors import AunetError
 from aunet.io import atomic_folder, file_digest, refuse_nonempty
@@ -114,10 +114,10 @@ def write_example_ct(out: str | Path, archive: str | Path | None = None, cache: 
     else:
         archive = fetch_archive(cache, progress)
     with atomic_folder(out) as tmp:
-        for sub in ("imagesTr", "labelsTr", "imagesTs"):
-            (tmp / sub).mkdir()
-        name = f"{CASE}.nii.gz"
-        _extract(archive, MEMBERS["image"], tmp / "imagesTr" / name)
+        files = decathlon_case(tmp, CASE)
+        for folder in (files.image.parent, files.label.parent, tmp / "imagesTs"):
+            folder.mkdir()
+        _extract(archive, MEMBERS["image"], files.image)
         _extract(archive, MEMBERS["test_image"], tmp / "imagesTs" / f"{TEST_CASE}.nii.gz")
         raw_label = tmp / "totalseg_labels.nii.gz"
         _extract(archive, MEMBERS["label"], raw_label)
@@ -126,21 +126,14 @@ def write_example_ct(out: str | Path, archive: str | Path | None = None, cache: 
         label = np.zeros(seg.shape, dtype=np.uint8)
         for source, target in TOTALSEG_TO_CT150.items():
             label[seg == source] = target
-        save_nifti(tmp / "labelsTr" / name, label, seg_nii.affine)
+        save_nifti(files.label, label, seg_nii.affine)
         raw_label.unlink()
-        meta = {
-            "name": "TotalSegmentator example CT",
-            "description": "Real CT from the tests of TotalSegmentator 2.18.0 (PyPI sdist); labels are "
-                           "TotalSegmentator's automatic segmentation mapped to CT-150 values.",
-            "reference": "Wasserthal et al., TotalSegmentator, Radiology: Artificial Intelligence 2023",
-            "licence": "Apache-2.0 (TotalSegmentator package)",
-            "tensorImageSize": "3D", "modality": {"0": "CT"},
-            "labels": {str(k): v for k, v in CT150.items()},
-            "numTraining": 1, "numTest": 1,
-            "training": [{"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"}],
-            "test": [f"./imagesTs/{TEST_CASE}.nii.gz"],
-            "aunet": {"source": f"pip download {REQUIREMENT} (source distribution)", "sha256": ARCHIVE_SHA256,
-                      "members": MEMBERS, "label_map": {str(k): v for k, v in TOTALSEG_TO_CT150.items()}},
-        }
-        (tmp / "dataset.json").write_text(json.dumps(meta, indent=1) + "\n")
+        write_dataset_json(
+            tmp, "TotalSegmentator example CT",
+            "Real CT from the tests of TotalSegmentator 2.18.0 (PyPI sdist); labels are TotalSegmentator's automatic "
+            "segmentation mapped to CT-150 values.",
+            "Wasserthal et al., TotalSegmentator, Radiology: Artificial Intelligence 2023",
+            "Apache-2.0 (TotalSegmentator package)", CT150, [CASE], test=[TEST_CASE],
+            aunet={"source": f"pip download {REQUIREMENT} (source distribution)", "sha256": ARCHIVE_SHA256,
+                   "members": MEMBERS, "label_map": {str(k): v for k, v in TOTALSEG_TO_CT150.items()}})
     return out

@@ -20,7 +20,8 @@ def load_nifti(path: str | Path) -> nib.Nifti1Image:
     try:
         img = nib.load(str(path))
     except Exception as e:  # nibabel raises many kinds for broken files; all mean the same to a user
-        raise AunetError(f"{path}: cannot read the NIfTI header ({_short(e)}); the file is corrupt or not NIfTI.") from None
+        raise AunetError(f"{path}: cannot read the NIfTI header ({_short(e)}); the file is corrupt or not "
+                         "NIfTI.") from None
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise AunetError(f"{path}: is a {type(img).__name__}, expected a NIfTI volume (.nii or .nii.gz).")
     return img
@@ -40,6 +41,13 @@ def read_data(img: nib.Nifti1Image, path: str | Path, dtype=np.float32) -> np.nd
         bad = int((~np.isfinite(data)).sum())
         raise AunetError(f"{path}: contains {bad} NaN or infinite voxel(s); expected finite intensities.")
     return data
+
+
+def read_volume(path: str | Path, dtype=np.float32) -> tuple[np.ndarray, nib.Nifti1Image]:
+    """Open one NIfTI volume and check it: its voxels (X, Y, Z) in file order, and the file's image (header, affine)."""
+    img = load_nifti(path)
+    check_affine(img.affine, path)
+    return read_data(img, path, dtype), img
 
 
 def spacing_of(affine: np.ndarray) -> tuple[float, float, float]:
@@ -63,7 +71,8 @@ def check_pair(image: nib.Nifti1Image, label: nib.Nifti1Image, image_path, label
     """Image and label must share shape and affine (same voxels in the same place)."""
     ishape, lshape = image.shape[:3], label.shape[:3]
     if ishape != lshape:
-        raise AunetError(f"{label_path}: label shape {lshape} differs from image {Path(image_path).name} shape {ishape}.")
+        raise AunetError(f"{label_path}: label shape {lshape} differs from image {Path(image_path).name} "
+                         f"shape {ishape}.")
     # tolerance: 1e-3 mm (headers round-trip through float32)
     if not np.allclose(image.affine, label.affine, atol=1e-3, rtol=0):
         raise AunetError(f"{label_path}: label affine differs from image {Path(image_path).name}'s affine; "

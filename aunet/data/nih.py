@@ -3,7 +3,7 @@
     convert_nih_pancreas("downloads/Pancreas-CT", "downloads/TCIA_pancreas_labels-02-05-2017", "data/nih_pancreas")
     # CLI: aunet data convert nih-pancreas --dicom DIR --labels DIR --out DIR
 
-Input (Roth et al. 2016, DOI 10.7937/K9/TCIA.2016.tNB1kqBU; shared/REFERENCE.md section 6): 82
+Input (Roth et al. 2016, DOI 10.7937/K9/TCIA.2016.tNB1kqBU; Oktay et al., MIDL 2018, section 3): 82
 contrast CTs as DICOM series, `Pancreas-CT/PANCREAS_00NN/<study>/<series>/*.dcm` (TCIA's NBIA Data
 Retriever), and the labels as NIfTI, `label00NN.nii.gz` (pancreas = 1). Cases 25 and 70 are reported
 duplicates; their folders are empty in recent downloads: they are reported and skipped.
@@ -17,18 +17,18 @@ Train with the label map `nih-pancreas` (pancreas -> the model's 2).
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from aunet.data.datasets import decathlon_case, write_dataset_json
 from aunet.data.dicom import read_series
 from aunet.data.nifti import load_nifti, read_data, save_nifti
 from aunet.data.splits import TCIA_SPLITS, write_paper_splits
 from aunet.errors import AunetError
-from aunet.io import atomic_folder, atomic_write_text, refuse_nonempty
+from aunet.io import atomic_folder, refuse_nonempty
 from aunet.labels import NIH_PANCREAS
 
 DOI = "10.7937/K9/TCIA.2016.tNB1kqBU"
@@ -64,7 +64,8 @@ def label_onto_grid(label: np.ndarray, label_affine: np.ndarray, image_affine: n
     stray = np.abs((rotation - exact) @ corners + (offset - np.rint(offset))[:, None]).max()
     if not is_permutation or stray > TOLERANCE:
         raise AunetError(f"{case}: the label's voxel grid is not an axis flip or permutation of the image's "
-                         f"(label-to-image index transform {np.round(index[:3], 3).tolist()}); cannot align it exactly.")
+                         f"(label-to-image index transform {np.round(index[:3], 3).tolist()}); cannot align it "
+                         "exactly.")
     source_axis = [int(np.flatnonzero(exact[a])[0]) for a in range(3)]  # image axis a <- label axis source_axis[a]
     out = np.transpose(label, source_axis)
     if out.shape != tuple(image_shape):
@@ -105,8 +106,9 @@ def convert_case(folder: Path, label_path: Path, case: str, out: Path) -> None:
         raise AunetError(f"{label_path}: has values {values.tolist()}; expected {sorted(NIH_PANCREAS)} "
                          "(0 background, 1 pancreas).")
     label = label_onto_grid(label.astype(np.uint8), label_nii.affine, affine, hu.shape, case)
-    save_nifti(out / "imagesTr" / f"{case}.nii.gz", hu, affine, dtype=np.int16)
-    save_nifti(out / "labelsTr" / f"{case}.nii.gz", label, affine, dtype=np.uint8)
+    files = decathlon_case(out, case)
+    save_nifti(files.image, hu, affine, dtype=np.int16)
+    save_nifti(files.label, label, affine, dtype=np.uint8)
 
 
 def convert_nih_pancreas(dicom: str | Path, labels: str | Path, out: str | Path, overwrite: bool = False,
@@ -119,8 +121,6 @@ def convert_nih_pancreas(dicom: str | Path, labels: str | Path, out: str | Path,
     refuse_nonempty(out, overwrite)
     report = ConversionReport(out)
     with atomic_folder(out) as tmp:
-        (tmp / "imagesTr").mkdir()
-        (tmp / "labelsTr").mkdir()
         for number in tqdm(sorted(set(series) | set(label_files)), desc="convert", unit="case", disable=not progress):
             case = f"PANCREAS_{number}"
             if number not in label_files:
@@ -134,11 +134,9 @@ def convert_nih_pancreas(dicom: str | Path, labels: str | Path, out: str | Path,
             raise AunetError(f"{dicom}: no case has both DICOM images and a label; expected PANCREAS_NNNN folders "
                              f"matching the label00NN files in {labels}.")
         report.splits = [p.stem for p in write_paper_splits(tmp, report.converted, TCIA_SPLITS)]
-        training = [{"image": f"./imagesTr/{c}.nii.gz", "label": f"./labelsTr/{c}.nii.gz"} for c in report.converted]
-        meta = {"name": "NIH Pancreas-CT", "description": "TCIA Pancreas-CT converted by aunet (DICOM with pydicom)",
-                "reference": f"Roth et al. 2016, The Cancer Imaging Archive, DOI {DOI}", "licence": f"as stated by TCIA for DOI {DOI}",
-                "tensorImageSize": "3D", "modality": {"0": "CT"},
-                "labels": {str(k): v for k, v in NIH_PANCREAS.items()}, "numTraining": len(training), "numTest": 0,
-                "training": training, "test": [], "aunet": {"skipped": report.skipped, "label_map": "nih-pancreas"}}
-        atomic_write_text(tmp / "dataset.json", json.dumps(meta, indent=1) + "\n")
+        write_dataset_json(tmp, "NIH Pancreas-CT", "TCIA Pancreas-CT converted by aunet (DICOM with pydicom)",
+                           f"Roth et al. 2016, The Cancer Imaging Archive, DOI {DOI}",
+                           f"as stated by TCIA for DOI {DOI}",
+                           NIH_PANCREAS, report.converted,
+                           aunet={"skipped": report.skipped, "label_map": "nih-pancreas"})
     return report

@@ -4,7 +4,7 @@ Training patch i is a pure function of (seed, i): `draw_patch` seeds `np.random.
 and picks the case, the patch centre and the augmentation (`PatchSpec`), so a resumed run sees exactly
 the same batches.
 
-Augmentation (paper, section 3 of shared/REFERENCE.md), all in-plane (x, y), as one affine resampling
+Augmentation (Oktay et al., MIDL 2018, section 3), all in-plane (x, y), as one affine resampling
 of the patch: flips (p 0.5 per axis), rotation +-15 deg about z, translation +-10 % of the patch,
 zoom 0.7-1.3. Image: linear interpolation; label: nearest.
 
@@ -49,7 +49,8 @@ def augmentation_matrix(rng: np.random.Generator) -> np.ndarray:
     return m
 
 
-def extract_patch(volume: Volume, centre, patch_size, matrix: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def extract_patch(volume: Volume, centre, patch_size,
+                  matrix: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Image and label patches around `centre`, resampled through `matrix` (None: a plain crop)."""
     size = np.array(patch_size)
     background = float(volume.image.min())
@@ -120,16 +121,3 @@ class PatchDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         spec = draw_patch(self.dataset, self.case_ids, self.cfg, self.seed, index)
         return _tensors(*extract_patch(self.dataset.load(spec.case_id), spec.centre, self.cfg.patch_size, spec.matrix))
-
-
-class ValidationDataset(torch.utils.data.Dataset):
-    """One centre crop of `patch_size` per case."""
-
-    def __init__(self, dataset: PreparedDataset, case_ids: list[str], cfg: Config):
-        self.dataset, self.case_ids, self.cfg = dataset, list(case_ids), cfg
-
-    def __len__(self) -> int:
-        return len(self.case_ids)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return _tensors(*center_crop(self.dataset.load(self.case_ids[index]), self.cfg.patch_size))

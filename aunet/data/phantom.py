@@ -200,7 +200,8 @@ def _draw_anatomy(c: Canvas, rng: np.random.Generator, pancreas_scale: float = 1
         for zi in np.nonzero(z < 30)[0]:  # psoas grows towards the pelvis
             r = min(18.0, (35 - z[zi]) / 7)
             sl = c.tissue[:, :, zi]
-            sl[((X[:, :, 0] - sx * (rv + 14)) ** 2 + (Y[:, :, 0] - yv - 4) ** 2 < r ** 2) & cavity[:, :, zi]] = T["muscle"]
+            disc = (X[:, :, 0] - sx * (rv + 14)) ** 2 + (Y[:, :, 0] - yv - 4) ** 2 < r ** 2
+            sl[disc & cavity[:, :, zi]] = T["muscle"]
     disc = ((z + u(0, 34)) % u(30, 34)) < 7
     c.cylinder(0, yv, rv * 1.1, rv, T["bone"])
     c.cylinder(0, yv, rv * 0.9, rv * 0.82, T["marrow"], z=~disc)
@@ -295,7 +296,8 @@ def _draw_pancreas(c: Canvas, rng, free, yv, rv, scale: float = 1.0) -> np.ndarr
     c.tube(spts, np.full(len(spts), u(5, 7)), T["vein"])
     behind = pts[len(pts) // 4:] - (0, 1, 0) * (radii[len(pts) // 4:, None] + 2)
     c.tube(behind, np.full(len(behind), u(3.5, 5)), T["vein"])  # splenic vein
-    sma = np.array([aorta[0] + u(0, 4), aorta[1] + 10, ctrl[1][2] - 5]) + np.array([[0, 0, 0], [2, 8, -40], [4, 12, -120]])
+    sma = np.array([aorta[0] + u(0, 4), aorta[1] + 10, ctrl[1][2] - 5]) \
+        + np.array([[0, 0, 0], [2, 8, -40], [4, 12, -120]])
     c.tube(resample_curve(sma, 2.0), np.full(len(resample_curve(sma, 2.0)), u(3, 4)), T["artery"])
     return pts
 

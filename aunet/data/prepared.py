@@ -26,10 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from aunet.config import Config
-from aunet.data.datasets import Case, DatasetInfo, make_splits, read_dataset, save_splits
-from aunet.data.nifti import check_affine, check_pair, load_nifti, read_data
+from aunet.data.datasets import Case, DatasetInfo, read_case, read_dataset
 from aunet.data.preprocess import Geometry, Volume, foreground_points, preprocess_arrays, remap_labels
-from aunet.data.splits import read_split_file
+from aunet.data.splits import choose_split, record_split
 from aunet.errors import AunetError
 from aunet.io import atomic_write, atomic_write_text
 
@@ -58,11 +57,8 @@ def fingerprint(case: Case) -> str:
 
 def build_volume(case: Case, info: DatasetInfo, cfg: Config) -> Volume:
     """Read, validate and preprocess one case (AunetError naming the file on any problem)."""
-    image_nii, label_nii = load_nifti(case.image), load_nifti(case.label)
-    check_pair(image_nii, label_nii, case.image, case.label)
-    check_affine(image_nii.affine, case.image)
-    image = read_data(image_nii, case.image)
-    label = remap_labels(read_data(label_nii, case.label), info.labels, cfg, case.label)
+    image, label, image_nii = read_case(case)
+    label = remap_labels(label, info.labels, cfg, case.label)
     image, label, geometry = preprocess_arrays(image, image_nii.affine, cfg, label)
     return Volume(image, label, geometry.spacing, case.case_id, geometry, foreground_points(label))
 
@@ -181,24 +177,15 @@ def prepare_dataset(cfg: Config, progress: bool = True, workers: int = 1,
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     root = cache_root(cfg)
     folder = root / digest
-    if cfg.split_file:
-        splits = read_split_file(cfg.split_file, [c.case_id for c in info.cases])
-        settings = {"split_file": cfg.split_file}
-    else:
-        splits = make_splits([c.case_id for c in info.cases], cfg.val_fraction, cfg.test_fraction, cfg.seed)
-        settings = {"seed": cfg.seed, "val_fraction": cfg.val_fraction, "test_fraction": cfg.test_fraction}
+    splits, settings = choose_split(cfg, [c.case_id for c in info.cases])
     splits_path = root / "splits.json"
     try:
         folder.mkdir(parents=True, exist_ok=True)
         if not (folder / "settings.json").is_file():
             atomic_write_text(folder / "settings.json", json.dumps(key, indent=1) + "\n")
-        previous = json.loads(splits_path.read_text()) if splits_path.is_file() else None
-        if previous != {**settings, **splits}:
-            save_splits(splits_path, splits, **settings)
+        record_split(splits_path, splits, settings)
     except OSError as e:
         raise AunetError(f"{root}: cannot write the preprocessing cache ({e.strerror}); set cache_dir.") from None
-    except json.JSONDecodeError:
-        save_splits(splits_path, splits, **settings)
     dataset = PreparedDataset(info, cfg, splits, folder, splits_path)
     used = set(splits["train"] + splits["val"] + splits["test"])
     cases = [c.case_id for c in info.cases if c.case_id in used][share[0]::share[1]]

@@ -16,8 +16,8 @@ from nibabel import orientations as ornts
 from scipy import ndimage
 
 from aunet.config import Config
-from aunet.errors import AunetError
 from aunet.data.nifti import check_affine, read_data, spacing_of
+from aunet.errors import AunetError
 
 MULTIPLE = 16  # four 2x2x2 poolings
 FOREGROUND_POINTS = 20000  # per class, stored for fast foreground-oversampled patch centres
@@ -58,14 +58,6 @@ class Volume:
     case_id: str
     geometry: Geometry
     foreground: dict[int, np.ndarray] = field(default_factory=dict)  # class -> (N, 3) voxel indices
-
-    @property
-    def original_affine(self) -> np.ndarray:
-        return self.geometry.original_affine
-
-    @property
-    def original_shape(self) -> tuple[int, int, int]:
-        return self.geometry.original_shape
 
 
 def to_canonical(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -182,7 +174,8 @@ def to_original(array: np.ndarray, ref: Volume | Geometry, order: int = 0) -> np
     """Map a preprocessed-grid array (X, Y, Z) or (C, X, Y, Z) back onto the original file's grid.
 
     Undoes the padding, resamples to the canonical shape (order 0 for labels, 1 for probabilities)
-    and restores the input's axis order, so the result can be saved with `ref.original_affine`.
+    and restores the input's axis order, so the result can be saved with the input file's affine
+    (`Geometry.original_affine`).
     """
     g = ref.geometry if isinstance(ref, Volume) else ref
     if array.ndim == 4:

@@ -3,17 +3,21 @@
 A pancreas that a threshold window could segment would make attention pointless; the phantom is
 calibrated so that it cannot (its HU overlaps duodenum, bowel wall, liver and vessels).
 
-    aunet data separability data/phantom          # prints the numbers for label 2 (pancreas)
+    aunet data separability data/phantom          # prints the numbers for the pancreas (aunet.labels.TARGET)
 """
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
 
+from aunet.labels import TARGET, value
+
+PANCREAS = value(TARGET)
+
 BINS = np.arange(-300, 401, 2.0)  # HU bin edges
 
 
-def best_window_dice(image: np.ndarray, label: np.ndarray, value: int = 2) -> tuple[float, tuple[float, float]]:
+def best_window_dice(image: np.ndarray, label: np.ndarray, value: int = PANCREAS) -> tuple[float, tuple[float, float]]:
     """Best Dice of `image in [lo, hi]` against `label == value` over all HU windows; (dice, (lo, hi))."""
     target = label == value
     pos, _ = np.histogram(image[target], BINS)
@@ -26,7 +30,7 @@ def best_window_dice(image: np.ndarray, label: np.ndarray, value: int = 2) -> tu
     return float(dice[i, j]), (float(BINS[i]), float(BINS[j]))
 
 
-def neighbour_overlap(image: np.ndarray, label: np.ndarray, spacing, value: int = 2, mm: float = 15.0) -> float:
+def neighbour_overlap(image: np.ndarray, label: np.ndarray, spacing, value: int = PANCREAS, mm: float = 15.0) -> float:
     """Overlap (0..1, 1 = identical) of the HU histograms of the organ and a `mm` shell around it."""
     target = label == value
     iterations = max(1, int(round(mm / min(spacing))))
@@ -36,15 +40,14 @@ def neighbour_overlap(image: np.ndarray, label: np.ndarray, spacing, value: int 
     return float(np.minimum(a, b).sum() * np.diff(BINS)[0])
 
 
-def separability_report(folder: str, value: int = 2) -> list[str]:
+def separability_report(folder: str, value: int = PANCREAS) -> list[str]:
     """One line per case of a dataset folder (best HU window Dice, neighbourhood overlap), then their mean."""
-    from aunet.data.datasets import read_dataset
-    from aunet.data.nifti import load_nifti, read_data
+    from aunet.data.datasets import read_case, read_dataset
 
     lines, dices, overlaps = [], [], []
     for case in read_dataset(folder).cases:
-        img, lab = load_nifti(case.image), load_nifti(case.label)
-        image, label = read_data(img, case.image), read_data(lab, case.label).astype(np.uint8)
+        image, label, img = read_case(case)
+        label = label.astype(np.uint8)
         dice, window = best_window_dice(image, label, value)
         overlap = neighbour_overlap(image, label, img.header.get_zooms()[:3], value)
         dices.append(dice), overlaps.append(overlap)

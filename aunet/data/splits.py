@@ -1,14 +1,15 @@
 """Split files: a dataset's train/val/test cases saved once, so that every run of a table uses the same cases.
 
-A split file is JSON in the dataset folder, `<data_dir>/splits/<name>.json`:
+This module draws every split and writes and reads every split file (`save_splits` is their one writer). A split
+file is JSON in the dataset folder, `<data_dir>/splits/<name>.json`:
 
     {"name": "120_30", "seed": 0, "test_fraction": 0.2, "val_fraction": 0.1, "cases": 150,
      "train": ["case_a", ...], "val": [...], "test": [...]}
 
 `Config.split_file` names one; `aunet.data.prepare_dataset` then uses its cases instead of drawing a
-seeded split (and refuses a file that names cases the folder lacks). The paper's proportions
-(Oktay et al. 2018, shared/REFERENCE.md section 4), written by the phantom, `aunet data fetch`,
-`aunet data convert` and `aunet data split`:
+seeded split (and refuses a file that names cases the folder lacks), and records the split it used in its
+cache (`record_split`). The paper's proportions (Oktay et al., MIDL 2018, section 3 and its results tables),
+written by the phantom, `aunet data fetch`, `aunet data convert` and `aunet data split`:
 
     120_30   CT-150-like: 120 training / 30 test scans          test 30/150, val 0.1
     30_120   CT-150-like, little training data: 30 / 120        test 120/150, val 0.04
@@ -28,8 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from aunet.data.datasets import make_splits, save_splits
+import numpy as np
+
+from aunet.config import Config
 from aunet.errors import AunetError
+from aunet.io import atomic_write_text
 
 SPLIT_SEED = 0
 PARTS = ("train", "val", "test")
@@ -51,6 +55,44 @@ PAPER_SPLITS: dict[str, SplitSpec] = {
 }
 CT150_SPLITS = ("120_30", "30_120")
 TCIA_SPLITS = ("61_21",)
+
+
+def make_splits(case_ids: list[str], val_fraction: float, test_fraction: float, seed: int) -> dict[str, list[str]]:
+    """Seeded train/val/test split; each nonzero fraction gets at least one case."""
+    ids = sorted(case_ids)
+    n = len(ids)
+    n_test = max(1, round(n * test_fraction)) if test_fraction > 0 else 0
+    n_val = max(1, round(n * val_fraction)) if val_fraction > 0 else 0
+    if n - n_test - n_val < 1:
+        raise AunetError(f"{n} case(s) cannot be split into train/val/test with val_fraction={val_fraction} "
+                         f"and test_fraction={test_fraction}; add cases or lower the fractions.")
+    order = np.random.default_rng(seed).permutation(n)
+    shuffled = [ids[i] for i in order]
+    return {"test": sorted(shuffled[:n_test]), "val": sorted(shuffled[n_test:n_test + n_val]),
+            "train": sorted(shuffled[n_test + n_val:])}
+
+
+def save_splits(path: Path, splits: dict[str, list[str]], **settings: object) -> None:
+    """Write the split (and the settings that made it) as JSON, atomically."""
+    atomic_write_text(path, json.dumps({**settings, **splits}, indent=1) + "\n")
+
+
+def choose_split(cfg: Config, case_ids: Sequence[str]) -> tuple[dict[str, list[str]], dict[str, object]]:
+    """The split a run of `cfg` uses (cfg.split_file's, else drawn from cfg.seed) and the settings that made it."""
+    if cfg.split_file:
+        return read_split_file(cfg.split_file, case_ids), {"split_file": cfg.split_file}
+    splits = make_splits(list(case_ids), cfg.val_fraction, cfg.test_fraction, cfg.seed)
+    return splits, {"seed": cfg.seed, "val_fraction": cfg.val_fraction, "test_fraction": cfg.test_fraction}
+
+
+def record_split(path: Path, splits: dict[str, list[str]], settings: dict[str, object]) -> None:
+    """Save the split a dataset is used with (the cache's splits.json), unless the file holds exactly it already."""
+    try:
+        same = json.loads(path.read_text()) == {**settings, **splits}
+    except (OSError, ValueError):  # missing or unreadable: write it
+        same = False
+    if not same:
+        save_splits(path, splits, **settings)
 
 
 def split_path(data_dir: str | Path, name: str) -> Path:
@@ -115,7 +157,7 @@ def read_split_file(path: str | Path, case_ids: Iterable[str]) -> dict[str, list
 
 
 def find_split_file(data_dir: str | Path, test_fraction: float, val_fraction: float) -> str:
-    """The split file of `data_dir` saved for these fractions, or "" when there is none (then a seeded split is drawn)."""
+    """The split file of `data_dir` saved for these fractions, or "" when there is none (a seeded split is drawn)."""
     folder = Path(data_dir) / "splits"
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else ():
         try:

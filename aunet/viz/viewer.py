@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 import ipywidgets as widgets
 import numpy as np
 
-from aunet.data.nifti import check_affine, load_nifti, read_data
+from aunet.data.nifti import read_volume
 from aunet.data.preprocess import canonical_spacing, to_canonical
 from aunet.errors import AunetError
 from aunet.labels import CT150
@@ -53,13 +53,6 @@ def _as_array(source: Source, name: str) -> np.ndarray:
     return array
 
 
-def _read_file(path: Source, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(voxel array in file order, affine) of a NIfTI file; errors name the file."""
-    img = load_nifti(path)
-    check_affine(img.affine, path)
-    return read_data(img, path), np.asarray(img.affine)
-
-
 def load_image(image: Source, spacing: Sequence[float] | None = None
                ) -> tuple[np.ndarray, tuple[float, float, float], np.ndarray | None, tuple[int, ...]]:
     """(RAS volume, RAS spacing in mm, file affine or None, shape as given) of a NIfTI path or an array."""
@@ -67,7 +60,8 @@ def load_image(image: Source, spacing: Sequence[float] | None = None
         if spacing is not None:
             raise AunetError(f"spacing={spacing} was given with image file {image}; "
                              "the file's header sets the spacing.")
-        data, affine = _read_file(image, "image")
+        data, img = read_volume(image)
+        affine = np.asarray(img.affine)
         volume, ornt = to_canonical(data, affine)  # the orientation preprocessing and the model use
         return volume.astype(np.float32), canonical_spacing(affine, ornt), affine, data.shape
     volume = _as_array(image, "image")
@@ -86,7 +80,8 @@ def load_overlay(source: Source, name: str, affine: np.ndarray | None, shape: tu
     """An overlay on the image's RAS grid; kind "labels" (integers >= 0) or "attention" (values in [0, 1])."""
     desc = _describe(name, source)
     if isinstance(source, (str, Path)):
-        data, own_affine = _read_file(source, name)
+        data, img = read_volume(source)
+        own_affine = np.asarray(img.affine)
         if data.shape != tuple(shape):
             raise AunetError(f"{desc} has shape {data.shape}; expected the image's shape {tuple(shape)}.")
         if affine is not None and not np.allclose(own_affine, affine, atol=1e-3, rtol=0):
@@ -155,7 +150,7 @@ class SliceViewer(widgets.VBox):
         self.window = widgets.Dropdown(options=[*self.presets, "custom"], value=window, description="window",
                                        style=style)
         width, level = self.presets[window]
-        top = max(4000.0, hi - lo) if hounsfield else 2 * max(hi - lo, step)  # above min=step, even for a constant image
+        top = max(4000.0, hi - lo) if hounsfield else 2 * max(hi - lo, step)  # above min=step, even if constant
         self.width = widgets.FloatSlider(value=width, min=step, max=top, step=step, description="width (W)", **slider)
         self.level = widgets.FloatSlider(value=level, min=min(-1000.0, lo) if hounsfield else lo,
                                          max=max(3000.0, hi) if hounsfield else hi, step=step,
