@@ -12,7 +12,6 @@ from typing import Callable, Iterator, Mapping, Sequence
 
 from aunet.errors import AunetError
 
-
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 

@@ -116,7 +116,8 @@ def run_notebook(path: Path, out: Path, parameters: Mapping[str, Any], log: logg
         papermill.execute_notebook(str(path), str(out), parameters=dict(parameters), kernel_name=KERNEL,
                                    cwd=str(path.parent), progress_bar=progress, log_output=True)
     except papermill.PapermillExecutionError as e:
-        raise AunetError(f"{path.name} failed in cell {e.exec_count} ({e.ename}: {e.evalue.splitlines()[0] if e.evalue else ''}); "
+        first = e.evalue.splitlines()[0] if e.evalue else ""
+        raise AunetError(f"{path.name} failed in cell {e.exec_count} ({e.ename}: {first}); "
                          f"the executed copy is {out}.") from None
     seconds = time.perf_counter() - start
     log.info("== %s done in %.1f s", path.name, seconds)
@@ -237,7 +238,8 @@ def results_section(manifest: Mapping[str, Any], runs_dir: str | Path) -> str:
              + "; ".join(f"{k} {', '.join(map(str, v))}" for k, v in manifest["seeds"].items()) + ".",
              "", "Pancreas, held-out test cases, mean ± std over cases and seeds; Δ = Attention U-Net minus U-Net "
              "over the (case, seed) pairs [95 % bootstrap interval], Wilcoxon p:", "",
-             "| experiment | U-Net Dice | Att U-Net Dice | Δ Dice | p | Δ recall | p |", "|---|---|---|---|---|---|---|"]
+             "| experiment | U-Net Dice | Att U-Net Dice | Δ Dice | p | Δ recall | p |",
+             "|---|---|---|---|---|---|---|"]
     for exp in EXPERIMENTS.values():
         u, a = (read_column(runs_dir, exp.name, model) for model in MODEL_TITLES)
         cells = [f"{c.mean_std('dice')[0]:.3f} ± {c.mean_std('dice')[1]:.3f}" if c else "not run" for c in (u, a)]

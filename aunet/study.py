@@ -45,8 +45,16 @@ from typing import Any, Mapping, Sequence
 from aunet.config import Config
 from aunet.data.phantom import PhantomOptions, field_of_view
 from aunet.errors import AunetError
-from aunet.experiments import (EXPERIMENTS, MODELS, PHANTOMS, Experiment, differences, experiment_config,
-                               run_experiment, run_state)
+from aunet.experiments import (
+    EXPERIMENTS,
+    MODELS,
+    PHANTOMS,
+    Experiment,
+    differences,
+    experiment_config,
+    run_experiment,
+    run_state,
+)
 from aunet.run import RunFolder
 
 BASELINE = "ct150_120_30"  # the paper experiment whose dataset and split the baseline uses
@@ -126,8 +134,9 @@ def study_conditions(base: Config) -> dict[str, Condition]:
         Condition("distractors", "pancreas-like decoys", f"a phantom with {PHANTOM_OPTIONS['distractors'].distractors} "
                   "pancreas-like decoys (the pancreas's intensity and texture, labelled background) elsewhere",
                   spec("distractors", dataset="distractors")),
-        Condition("wide_fov", "wider view, smaller pancreas", f"a phantom with a {PHANTOM_OPTIONS['wide_fov'].fov_scale:g}x "
-                  f"in-plane field of view around a pancreas {PHANTOM_OPTIONS['wide_fov'].pancreas_scale:g}x as thick"
+        Condition("wide_fov", "wider view, smaller pancreas",
+                  f"a phantom with a {PHANTOM_OPTIONS['wide_fov'].fov_scale:g}x in-plane field of view around a "
+                  f"pancreas {PHANTOM_OPTIONS['wide_fov'].pancreas_scale:g}x as thick"
                   + (f"; inference window {'x'.join(map(str, wide))} to hold it" if wide != base.inference_patch_size
                      else ""),
                   spec("wide_fov", dataset="wide_fov",

@@ -295,7 +295,7 @@ def write_tables(runs_dir: str | Path, out_dir: str | Path,
 
 
 def dice_columns(runs_dir: str | Path) -> list[tuple[str, tuple[float, float] | None, tuple[float, float]]]:
-    """(column label, measured Dice (mean, std) or None when not run, paper Dice) for every column, for the bar chart."""
+    """(column label, measured Dice (mean, std) or None when not run, paper Dice) of every column (the bar chart)."""
     columns = []
     for exp in EXPERIMENTS.values():
         for model in MODELS:

@@ -63,7 +63,8 @@ def test_conditions_differ_from_the_baseline_only_in_what_they_name(tmp_path, mo
     for name, diff in changes.items():
         if model in conditions[name].models:
             assert set(diff) == NAMED[name], name
-    cfg = {name: experiment_config(name, model, base, tmp_path, DEFAULT_DATASETS, experiments=experiments_of(conditions))
+    experiments = experiments_of(conditions)
+    cfg = {name: experiment_config(name, model, base, tmp_path, DEFAULT_DATASETS, experiments=experiments)
            for name in conditions}
     assert cfg["baseline"].to_dict() | {"out_dir": ""} == experiment_config(
         "ct150_120_30", model, base, tmp_path).to_dict() | {"out_dir": ""}  # the paper-table 120/30 run
@@ -128,7 +129,8 @@ def test_table_conclusions_forest_and_focus_come_from_the_records(tmp_path):
     gate_dice = paired_difference(sum((scores[s][0] for s in (0, 1)), []),
                                   [d - 0.1 for s in (0, 1) for d in scores[s][1]])
     family = holm([dice.p, recall.p, gate_dice.p, recall.p])
-    assert [row["Δ Dice p (Holm)"], row["Δ recall p (Holm)"], gate["Δ Dice p (Holm)"]] == [format_p(p) for p in family[:3]]
+    holm_cells = [row["Δ Dice p (Holm)"], row["Δ recall p (Holm)"], gate["Δ Dice p (Holm)"]]
+    assert holm_cells == [format_p(p) for p in family[:3]]
     assert less["Δ Dice p (Holm)"] == format_p(math.nan)
     # the conclusions: one sentence per condition, each number a cell of its row
     sentences = conclusions(table)
@@ -210,5 +212,6 @@ def test_the_notebook_preregisters_the_conditions_that_run():
     assert listed == list(study_conditions(baseline_config("quick")))
     options = PHANTOM_OPTIONS
     assert "three pancreas-like decoys" in top and options["distractors"].distractors == 3
-    assert f"{options['wide_fov'].fov_scale:g}x in-plane" in top and f"{options['wide_fov'].pancreas_scale:g}x as thick" in top
+    wide = options["wide_fov"]
+    assert f"{wide.fov_scale:g}x in-plane" in top and f"{wide.pancreas_scale:g}x as thick" in top
     assert all(cell.cell_type == "markdown" for cell in nb.cells[:2])  # nothing runs before the pre-registration
