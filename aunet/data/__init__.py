@@ -7,19 +7,14 @@
     image, geometry = preprocess_image(nib.load(path), cfg)    # inference on one file
     original = to_original(prediction, geometry, order=0)      # back onto the input's grid
 
-Each name is imported from its module when first used, so the modules that need no torch (all but
-`aunet.data.patches`, `augment` and `loader`) stay free of it: `aunet data check`, `aunet data prepare`'s workers.
+Each name is imported from its module on first use: only `patches`, `augment` and `loader` need torch.
 """
 from __future__ import annotations
 
 from aunet import lazy_attributes
 
-_OWNERS = {"check_folder": "aunet.data.check", "write_phantom_dataset": "aunet.data.phantom_folder",
-           "read_dataset": "aunet.data.datasets", "load_nifti": "aunet.data.nifti", "save_nifti": "aunet.data.nifti",
-           "PatchDataset": "aunet.data.patches", "center_crop": "aunet.data.patches",
-           "make_phantom": "aunet.data.phantom", "PreparedDataset": "aunet.data.prepared",
-           "prepare_dataset": "aunet.data.prepared", "Geometry": "aunet.data.preprocess",
-           "Volume": "aunet.data.preprocess", "preprocess_image": "aunet.data.preprocess",
-           "to_original": "aunet.data.preprocess"}
-__all__ = list(_OWNERS)
-__getattr__ = lazy_attributes(__name__, _OWNERS)
+_MODULES = {"check": "check_folder", "phantom_folder": "write_phantom_dataset", "datasets": "read_dataset",
+            "nifti": "load_nifti save_nifti", "patches": "PatchDataset center_crop", "phantom": "make_phantom",
+            "prepared": "PreparedDataset prepare_dataset", "preprocess": "Geometry Volume preprocess_image to_original"}
+__getattr__ = lazy_attributes(__name__, _MODULES)
+__all__ = [name for names in _MODULES.values() for name in names.split()]
