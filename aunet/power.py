@@ -23,8 +23,8 @@ from typing import Callable
 
 import numpy as np
 
-from aunet.stats import (ALPHA, BOOTSTRAP_SEED, CONFIDENCE, paired_difference, per_seed_means, seed_case_bootstrap,
-                         seed_difference, share_at_least, sign_flip_p, sign_patterns, verdict)
+from aunet.stats import (ALPHA, paired_difference, per_seed_means, seed_difference, share_at_least, sign_flip_p,
+                         sign_patterns, verdict)
 
 SIM_RESAMPLES = 1000  # bootstrap resamples per simulated interval (the tables use aunet.stats.BOOTSTRAP)
 POWER = 0.8
@@ -73,7 +73,7 @@ def variance_components(y: np.ndarray) -> Components:
 
 def simulate_scores(components: Components, seeds: int, cases: int, difference: float = 0.0,
                     repetitions: int = 1, seed: int = 0) -> np.ndarray:
-    """Scores of `repetitions` reproductions, shape (repetitions, seeds, cases, 2: U-Net, Att); true gain `difference`."""
+    """Scores of `repetitions` reproductions: (repetitions, seeds, cases, 2: U-Net, Att), true gain `difference`."""
     rng, k = np.random.default_rng(seed), components
     shape = (repetitions, seeds, cases, 2)
     return (LEVEL + np.array([0.0, difference])
@@ -119,9 +119,8 @@ def minimum_detectable_difference(components: Components, seeds: int, cases: int
     if max(2 / 2 ** seeds, 2 / 2 ** cases) >= ALPHA:
         return math.inf  # the all-positive pattern and its mirror: p >= 2 / 2^S (or 2 / 2^C)
     d = np.diff(simulate_scores(components, seeds, cases, 0.0, repetitions, seed), axis=3)[..., 0]  # (R, S, C)
-    # a gain delta shifts every d, so every bootstrap mean, by delta: the intervals at 0 serve for all delta
-    tail = (1 - CONFIDENCE) / 2 * 100
-    lows = np.array([np.percentile(seed_case_bootstrap(x, SIM_RESAMPLES, BOOTSTRAP_SEED), tail) for x in d])
+    # a gain delta shifts every d, so every bootstrap mean and the interval, by delta: those at 0 serve for all
+    lows = np.array([seed_difference(x, resamples=SIM_RESAMPLES).low for x in d])
     p_seeds, p_cases = shifted_sign_flip_p(d.mean(axis=2)), shifted_sign_flip_p(d.mean(axis=1))
 
     def detected(delta: float) -> float:

@@ -17,7 +17,9 @@ per-seed mean differences m_s = mean_c d[s, c]:
 
     mean            mean of the m_s (each training run weighs the same)
     95 % interval   percentile bootstrap that resamples seeds and, crossed with them, test cases
-                    (two-way: the spread between runs and the spread between cases both count)
+                    (two-way: the spread between runs and the spread between cases both count), the
+                    bootstrap means' spread widened by sqrt(n / (n - 1)), n the fewer of seeds and cases
+                    (a bootstrap of n draws underestimates a mean's variance by that factor)
     p_seeds         exact two-sided sign-flip test: under "no effect" each m_s is as likely to be
                     -m_s, so p is the share of the 2^S sign patterns whose |mean| reaches the observed one.
                     With S seeds the smallest p is 2 / 2^S: 0.25 for 3 seeds, 0.031 for 6.
@@ -291,13 +293,13 @@ def seed_case_bootstrap(d: np.ndarray, resamples: int = BOOTSTRAP, seed: int = B
         return (drawn * np.nan_to_num(seed_means)).sum(axis=1) / drawn.sum(axis=1)  # (B,) NaN: nothing drawn
 
 
-def _bootstrap_interval(boot: np.ndarray) -> tuple[float, float]:
+def _bootstrap_interval(boot: np.ndarray, centre: float, n: int) -> tuple[float, float]:
+    """Percentile interval of bootstrap means, their spread about `centre` widened by sqrt(n / (n - 1)): the
+    bootstrap variance of a mean of n draws is (n - 1) / n of the unbiased one (n: the fewer of seeds, cases)."""
     boot = boot[~np.isnan(boot)]
-    return _interval(boot) if boot.size else (math.nan, math.nan)
-
-
-def _count_cases(d: np.ndarray) -> int:
-    return int((~np.isnan(d)).any(axis=0).sum())
+    if boot.size == 0:
+        return math.nan, math.nan
+    return _interval(centre + (boot - centre) * (math.sqrt(n / (n - 1)) if n > 1 else 1.0))
 
 
 def seed_difference(d: np.ndarray, resamples: int = BOOTSTRAP, seed: int = BOOTSTRAP_SEED) -> SeedDifference:
@@ -308,9 +310,11 @@ def seed_difference(d: np.ndarray, resamples: int = BOOTSTRAP, seed: int = BOOTS
     means = per_seed_means(d)
     if means.size == 0:
         return SeedDifference(math.nan, math.nan, math.nan, math.nan, 0, 0, (), math.nan, math.nan, "sign-flip")
-    low, high = _bootstrap_interval(seed_case_bootstrap(d, resamples, seed))
-    p_seeds, p_cases = sign_flip_p(means), sign_flip_p(per_case_means(d))
-    return SeedDifference(float(means.mean()), low, high, max(p_seeds, p_cases), int(means.size), _count_cases(d),
+    cases = per_case_means(d)
+    boot = seed_case_bootstrap(d, resamples, seed)
+    low, high = _bootstrap_interval(boot, means.mean(), min(means.size, cases.size))
+    p_seeds, p_cases = sign_flip_p(means), sign_flip_p(cases)
+    return SeedDifference(float(means.mean()), low, high, max(p_seeds, p_cases), int(means.size), int(cases.size),
                           tuple(float(x) for x in means), p_seeds, p_cases, "sign-flip")
 
 
@@ -329,9 +333,9 @@ def independent_seed_difference(first: np.ndarray, second: np.ndarray, resamples
     x, y = per_seed_means(first), per_seed_means(second)
     if x.size == 0 or y.size == 0:
         return SeedDifference(math.nan, math.nan, math.nan, math.nan, 0, 0, (), math.nan, math.nan, "permutation")
-    low, high = _bootstrap_interval(seed_case_bootstrap(second, resamples, seed)
-                                    - seed_case_bootstrap(first, resamples, seed + 1))
-    p_seeds = permutation_p(x, y)
-    p_cases = permutation_p(per_case_means(first), per_case_means(second))
+    cx, cy = per_case_means(first), per_case_means(second)
+    boot = seed_case_bootstrap(second, resamples, seed) - seed_case_bootstrap(first, resamples, seed + 1)
+    low, high = _bootstrap_interval(boot, y.mean() - x.mean(), min(x.size, y.size, cx.size, cy.size))
+    p_seeds, p_cases = permutation_p(x, y), permutation_p(cx, cy)
     return SeedDifference(float(y.mean() - x.mean()), low, high, max(p_seeds, p_cases), int(min(x.size, y.size)),
-                          min(_count_cases(first), _count_cases(second)), (), p_seeds, p_cases, "permutation")
+                          int(min(cx.size, cy.size)), (), p_seeds, p_cases, "permutation")
