@@ -39,7 +39,8 @@ def test_the_seed_rule_gives_at_most_5_percent_false_verdicts(seeds, cases):
     Components(0.02, 0.1, 0.1, 0.0, 0.0),  # all of the difference's spread between training runs
     Components(0.02, 0.1, 0.0, 0.0, 0.1),  # all within a run: cases x seeds noise
     Components(0.02, 0.1, 0.0, 0.15, 0.02),  # a few cases favour one model in every seed (p_seeds alone: ~15 %)
-], ids=["between runs", "residual", "case x model"])
+    Components(0.02, 0.1, 0.05, 0.05 * math.sqrt(6), 0.02),  # both parts alike (the interval alone: ~6.5 % unwidened)
+], ids=["between runs", "residual", "case x model", "both"])
 def test_the_seed_rule_stays_calibrated_when_one_part_dominates(components):
     for seeds, cases in ((6, 6), (10, 24)):
         assert false_verdicts(seed_rule, components, seeds, cases) <= bound(REPETITIONS)
