@@ -8,10 +8,11 @@ each random part normal with its own standard deviation (`Components`, in score 
 [0, 1]: the rules see only differences). Every repetition draws new seeds and new cases. From these:
 
     variance_components             the five sizes estimated from one reproduction's scores (method of moments)
+    seed_rule, pair_rule            the verdict with the run as the unit, and the old one over case x seed pairs
     verdict_rates                   how often a rule says "supported", "not supported", "inconclusive"
                                     (with delta = 0 the first two are false verdicts: at most 5 % if calibrated)
-    minimum_detectable_difference   the smallest delta that the calibrated rule calls "supported" in 80 % of
-                                    repetitions; infinite where no sign pattern of S seeds can reach p < 0.05
+    minimum_detectable_difference   the smallest delta that seed_rule calls "supported" in 80 % of repetitions;
+                                    infinite where no sign pattern of S seeds (or C cases) can reach p < 0.05
 
 Everything is drawn from fixed RNG seeds, so the same call gives the same numbers.
 """

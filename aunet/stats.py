@@ -307,6 +307,8 @@ def seed_difference(d: np.ndarray, resamples: int = BOOTSTRAP, seed: int = BOOTS
     d = np.asarray(d, float)
     if d.ndim != 2:
         raise ValueError(f"seed_difference needs a (seeds, cases) array of differences, got shape {d.shape}")
+    scored = ~np.isnan(d)
+    d = d[scored.any(axis=1)][:, scored.any(axis=0)]  # seeds and cases with at least one score
     means = per_seed_means(d)
     if means.size == 0:
         return SeedDifference(math.nan, math.nan, math.nan, math.nan, 0, 0, (), math.nan, math.nan, "sign-flip")
