@@ -24,8 +24,16 @@ from typing import Callable
 
 import numpy as np
 
-from aunet.stats import (ALPHA, paired_difference, per_seed_means, seed_difference, share_at_least, sign_flip_p,
-                         sign_patterns, verdict)
+from aunet.stats import (
+    ALPHA,
+    paired_difference,
+    per_seed_means,
+    seed_difference,
+    share_at_least,
+    sign_flip_p,
+    sign_patterns,
+    verdict,
+)
 
 SIM_RESAMPLES = 1000  # bootstrap resamples per simulated interval (the tables use aunet.stats.BOOTSTRAP)
 POWER = 0.8

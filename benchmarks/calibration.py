@@ -16,8 +16,14 @@ import math
 
 import numpy as np
 
-from aunet.power import (Components, minimum_detectable_difference, pair_rule, seed_rule, variance_components,
-                         verdict_rates)
+from aunet.power import (
+    Components,
+    minimum_detectable_difference,
+    pair_rule,
+    seed_rule,
+    variance_components,
+    verdict_rates,
+)
 from aunet.tables import PAPER, read_column
 
 EXPERIMENTS = {"ct150_120_30": 6, "ct150_30_120": 24}  # the stand-in's test cases per experiment

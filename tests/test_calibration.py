@@ -10,8 +10,15 @@ import math
 import numpy as np
 import pytest
 
-from aunet.power import (Components, minimum_detectable_difference, pair_rule, seed_rule, simulate_scores,
-                         variance_components, verdict_rates)
+from aunet.power import (
+    Components,
+    minimum_detectable_difference,
+    pair_rule,
+    seed_rule,
+    simulate_scores,
+    variance_components,
+    verdict_rates,
+)
 from aunet.stats import ALPHA, seed_difference, verdict
 from benchmarks.calibration import issue_components
 

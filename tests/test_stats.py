@@ -7,9 +7,20 @@ import math
 import numpy as np
 import pytest
 
-from aunet.stats import (difference_matrix, holm, independent_seed_difference, paired_by_seed, per_case_means,
-                         per_seed_means, permutation_p, rank_correlation, seed_case_bootstrap, seed_difference,
-                         sign_flip_p, verdict)
+from aunet.stats import (
+    difference_matrix,
+    holm,
+    independent_seed_difference,
+    paired_by_seed,
+    per_case_means,
+    per_seed_means,
+    permutation_p,
+    rank_correlation,
+    seed_case_bootstrap,
+    seed_difference,
+    sign_flip_p,
+    verdict,
+)
 
 
 def test_holm_adjusts_by_rank_and_never_decreases():
