@@ -11,6 +11,7 @@
     aunet data separability data/phantom                 aunet.data.separability.separability_report
     aunet train --profile quick --model attention_unet   aunet.train.train
     aunet train --out-dir RUN --resume [--epochs N]      aunet.train.resume_config, then train
+    aunet train --out-dir RUN --overwrite                a new run in place of the one in RUN
     torchrun --standalone --nproc-per-node N -m aunet train ...   one run on N processes (aunet.distributed)
     aunet evaluate RUN_DIR                               aunet.evaluate.evaluate_run
     aunet predict CHECKPOINT IN.nii.gz OUT.nii.gz        aunet.inference.predict_file
@@ -247,7 +248,7 @@ def _train(args: argparse.Namespace) -> int:
         cfg = resume_config(overrides.pop("out_dir", cfg.out_dir), **overrides)
     try:  # torchrun ends the other processes of a run with SIGTERM when one dies: one line, no traceback
         with stop_on_sigterm():
-            trainer = train(cfg, resume=args.resume)
+            trainer = train(cfg, resume=args.resume, overwrite=args.overwrite)
     finally:
         leave()  # the process group, when torchrun started this process
     last = trainer.history[-1] if trainer.history else {}
@@ -295,6 +296,8 @@ def _add_runs(sub: argparse._SubParsersAction) -> None:
     add_config_arguments(p)
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out-dir from its last checkpoint, with its saved settings")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the run records already in --out-dir (another run's) and start a new run there")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("evaluate", help="evaluate a trained run",

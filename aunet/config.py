@@ -4,7 +4,7 @@ Defaults are the paper's setup (Oktay et al. 2018, section 3 of shared/REFERENCE
 profiles override a few fields: `quick` (CPU, small volumes, minutes) and `paper`.
 
     cfg = Config.from_profile("quick", epochs=5)      # notebooks: fields from the parameters cell
-    cfg.save(run_dir / "config.json")                 # every run writes its config beside its results
+    RunFolder(run_dir).write_config(cfg)               # every run writes its config beside its results (aunet.run)
 """
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ class Config:
 
     @classmethod
     def load(cls, path: str | Path) -> Config:
-        """Read a config.json written by `save`."""
+        """Read a config.json (written by aunet.run.RunFolder.write_config)."""
         path = Path(path)
         try:
             values = json.loads(path.read_text())
@@ -116,12 +116,6 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-    def save(self, path: str | Path) -> None:
-        """Write the config as JSON, atomically."""
-        from aunet.io import atomic_write_text
-
-        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
 
     def validate(self) -> None:
         """Raise AunetError naming the first field whose value cannot work."""

@@ -7,6 +7,7 @@ from aunet import AttentionUNet, UNet, count_parameters
 from aunet.cli import main
 from aunet.config import PROFILES, Config
 from aunet.errors import AunetError
+from aunet.run import RunFolder
 
 
 def test_paper_defaults():
@@ -48,8 +49,8 @@ def test_unknown_profile():
 
 def test_json_round_trip(tmp_path):
     cfg = Config.from_profile("quick", label_map={"1": 2, "2": 2}, seed=7)
-    cfg.save(tmp_path / "config.json")
-    assert Config.load(tmp_path / "config.json") == cfg
+    RunFolder(tmp_path).write_config(cfg)  # the one writer of config.json
+    assert Config.load(tmp_path / "config.json") == cfg == RunFolder(tmp_path).read_config()
     assert json.loads((tmp_path / "config.json").read_text())["seed"] == 7
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(AunetError, match="bad.json"):

@@ -39,7 +39,7 @@ def fake_run(run_dir: Path, model: str, dice=(0.6123, 0.0341), cases: int = 3, e
     """
     run_dir = run_dir / f"seed_{seed}"
     cfg = Config.from_profile("quick", model=model, base_filters=2, out_dir=str(run_dir), seed=seed)
-    cfg.save(run_dir / "config.json")
+    RunFolder(run_dir).write_config(cfg)
     history = [{"epoch": e, "train_loss": 1.0, "val_mean_dice": 0.5, "lr": 1e-3, "seconds": 1.0,
                 **({"gpu_peak_gib": 1.0} if cuda else {})} for e in range(1, epochs + 1)]
     atomic_write_csv(run_dir / "history.csv", history)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
+import os
 from collections import OrderedDict
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -32,6 +33,7 @@ from aunet.data.preprocess import Geometry, Volume, foreground_points, preproces
 from aunet.data.splits import read_split_file
 from aunet.errors import AunetError
 from aunet.io import atomic_write, atomic_write_text
+from aunet.workers import die_with_parent
 
 CACHE_VERSION = 1  # bump when the preprocessing code changes what it stores
 
@@ -118,7 +120,8 @@ class PreparedDataset:
                 return len(todo)
             # spawn, not fork: the parent may hold torch's threads, which a forked child would inherit locked
             context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(min(workers, len(todo)), mp_context=context) as pool:
+            with ProcessPoolExecutor(min(workers, len(todo)), mp_context=context, initializer=die_with_parent,
+                                     initargs=(os.getpid(),)) as pool:  # a killed parent leaves no worker
                 futures = {pool.submit(write_entry, self._cases[c], self.info, self.cfg, self.path(c)) for c in todo}
                 while futures:
                     done, futures = wait(futures, return_when=FIRST_EXCEPTION)
