@@ -128,12 +128,28 @@ BAD = {
 }
 
 
+def _huge(ending):
+    def damage(root, write):  # image and label alike (else the shapes differ first): 1 TB declared in a tiny file
+        for folder in ("imagesTr", "labelsTr"):
+            (root / folder / "c1.nii.gz").unlink()
+            write(root / folder / f"c1{ending}")
+        (root / "dataset.json").write_text(json.dumps({"labels": {"0": "background"}, "training": [
+            {"image": f"imagesTr/c1{ending}", "label": f"labelsTr/c1{ending}"}]}))
+    return damage
+
+
+BAD |= {
+    "1 TB declared, gzip": (lambda t: _one_case(t), _huge(".nii.gz"), "imagesTr/c1.nii.gz: its header declares"),
+    "1 TB declared": (lambda t: _one_case(t), _huge(".nii"), "imagesTr/c1.nii: its header declares"),
+}
+
+
 @pytest.mark.parametrize("name", list(BAD))
-def test_bad_case_gives_one_sentence_naming_the_file(tmp_path, name, capsys):
+def test_bad_case_gives_one_sentence_naming_the_file(tmp_path, name, capsys, huge_nifti):
     make, damage, expected_file = BAD[name]
     root = make(tmp_path)
     if damage:
-        damage(root)
+        damage(root, *([huge_nifti] if name.startswith("1 TB") else []))
     with pytest.raises(AunetError) as err:
         prepare_dataset(Config(data_dir=str(root), cache_dir=str(tmp_path / "cache"), test_fraction=0,
                                val_fraction=0), progress=False)
@@ -166,3 +182,17 @@ def test_nnunet_layout_and_macos_junk(tmp_path):
     (root / "imagesTr" / "._a_0000.nii.gz").write_bytes(b"\x00\x05\x16\x07 mac resource fork")
     report = check_folder(root, progress=False)
     assert report.layout == "nnunetv2" and report.cases == 2 and not report.problems
+
+
+def test_a_volume_larger_than_the_memory_available_is_refused(tmp_path, monkeypatch):
+    import aunet.data.nifti as nifti
+
+    image, _ = volume()
+    save_nifti(tmp_path / "x.nii.gz", image, RAS)
+    img = load_nifti(tmp_path / "x.nii.gz")
+    monkeypatch.setattr(nifti, "available_memory", lambda: 1000)
+    with pytest.raises(AunetError, match=r"x.nii.gz: reading its 20x16x12 voxels needs about 30.7 kB of memory but "
+                                         r"1.0 kB is available"):
+        read_data(img, tmp_path / "x.nii.gz")
+    monkeypatch.setattr(nifti, "available_memory", lambda: None)  # unknown (not Linux): not checked
+    assert read_data(img, tmp_path / "x.nii.gz").shape == (20, 16, 12)
