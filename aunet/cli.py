@@ -40,8 +40,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, only: Sequence[str] | 
     """Add `--profile` and one `--field` option per Config field (values checked by Config)."""
     parser.add_argument("--profile", default="paper", help="named settings: quick or paper (default: paper)")
     group = parser.add_argument_group("configuration (any Config field; defaults: the profile's)")
-    for name in only or Config.fields():
-        group.add_argument(f"--{name.replace('_', '-')}", dest=CONFIG_PREFIX + name, default=None, metavar="VALUE")
+    for name, spec in Config.fields().items():
+        if only is None or name in only:  # a true/false field given alone means true (--allow-outside-paths)
+            alone = dict(nargs="?", const="true") if spec.type in (bool, "bool") else {}
+            group.add_argument(f"--{name.replace('_', '-')}", dest=CONFIG_PREFIX + name, default=None,
+                               metavar="VALUE", **alone)
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -85,7 +88,7 @@ def _data_phantom(args: argparse.Namespace) -> int:
 def _data_check(args: argparse.Namespace) -> int:
     from aunet.data import check_folder
 
-    report = check_folder(args.folder, progress=not args.quiet)
+    report = check_folder(args.folder, progress=not args.quiet, allow_outside_paths=args.allow_outside_paths)
     print(report.summary())
     return 1 if report.problems else 0
 
@@ -230,6 +233,8 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     ck = actions.add_parser("check", help="validate a Decathlon or nnU-Net v2 folder and summarise it")
     ck.add_argument("folder", help="dataset folder (with dataset.json, imagesTr/, labelsTr/)")
     ck.add_argument("--quiet", action="store_true", help="no progress bar")
+    ck.add_argument("--allow-outside-paths", action="store_true",
+                    help="accept dataset.json entries outside FOLDER (absolute, or through ..)")
     ck.set_defaults(func=_data_check)
     se = actions.add_parser("separability", help="how well a single HU window finds an organ (per case)")
     se.add_argument("folder", help="dataset folder (with dataset.json, imagesTr/, labelsTr/)")

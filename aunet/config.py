@@ -45,6 +45,7 @@ class Config:
     test_fraction: float = 0.2
     split_file: str = ""  # a saved split (aunet.data.splits) used instead of the seeded one; "" = draw it
     cache_dir: str = ""  # preprocessed-volume cache; "" = <data_dir>/.aunet_cache
+    allow_outside_paths: bool = False  # accept dataset.json entries outside data_dir (absolute, or through "..")
 
     # --- training ------------------------------------------------------------------------------
     epochs: int = 1000

@@ -196,3 +196,29 @@ def test_a_volume_larger_than_the_memory_available_is_refused(tmp_path, monkeypa
         read_data(img, tmp_path / "x.nii.gz")
     monkeypatch.setattr(nifti, "available_memory", lambda: None)  # unknown (not Linux): not checked
     assert read_data(img, tmp_path / "x.nii.gz").shape == (20, 16, 12)
+
+
+def test_dataset_entries_stay_inside_the_folder_unless_allowed(tmp_path, capsys):
+    image, label = volume()
+    root = write_dataset(tmp_path / "ds", {"c1": (image, label, RAS)})
+    save_nifti(tmp_path / "outside.nii.gz", image, RAS)  # beside the dataset, not in it
+    meta = json.loads((root / "dataset.json").read_text())
+    for path in ("../outside.nii.gz", str(tmp_path / "outside.nii.gz"), "imagesTr/../../outside.nii.gz"):
+        (root / "dataset.json").write_text(json.dumps({**meta, "training": [
+            {"image": path, "label": "labelsTr/c1.nii.gz"}]}))
+        assert main(["data", "check", str(root), "--quiet"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"training entry image {path!r} points outside {root}" in err
+        with pytest.raises(AunetError, match="points outside"):
+            prepare_dataset(Config(data_dir=str(root), cache_dir=str(tmp_path / "cache"), test_fraction=0,
+                                   val_fraction=0), progress=False)
+    assert main(["data", "check", str(root), "--quiet", "--allow-outside-paths"]) == 0  # asked for explicitly
+    assert main(["data", "prepare", "--profile", "quick", "--data-dir", str(root), "--cache-dir", str(tmp_path / "c"),
+                 "--val-fraction", "0", "--test-fraction", "0", "--workers", "1", "--quiet",
+                 "--allow-outside-paths"]) == 0
+    # a symlink placed inside the folder is followed: data kept elsewhere, laid out here
+    (root / "imagesTr" / "c1.nii.gz").unlink()
+    (root / "imagesTr" / "c1.nii.gz").symlink_to(tmp_path / "outside.nii.gz")
+    (root / "dataset.json").write_text(json.dumps({**meta, "training": [
+        {"image": "./imagesTr/c1.nii.gz", "label": "labelsTr/c1.nii.gz"}]}))
+    assert check_folder(root, progress=False).cases == 1

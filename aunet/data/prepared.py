@@ -222,7 +222,7 @@ def prepare_dataset(cfg: Config, progress: bool = True, workers: int = 1,
     share=(k, n): preprocess only every n-th of those cases from the k-th (one of n processes filling the
     cache together, e.g. the ranks of a torchrun job).
     """
-    info = read_dataset(cfg.data_dir)
+    info = read_dataset(cfg.data_dir, cfg.allow_outside_paths)
     key = settings_key(cfg)
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     root = cache_root(cfg)
