@@ -133,8 +133,11 @@ def exclusive_lock(path: str | Path, what: str) -> Iterator[None]:
     is only a name to lock. Not reentrant: callers keep one lock per path and process.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+    except OSError as e:
+        raise AunetError(f"{what} cannot be written ({e.strerror}: {path}); expected a writable folder.") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
