@@ -65,11 +65,11 @@ def check_fits(img: nib.Nifti1Image, path: str | Path, dtype=np.float32) -> None
         magic = f.read(4)
     if magic.startswith(GZIP_MAGIC):
         room = size * DEFLATE_MAX_RATIO
-        how = f"a {_bytes(size)} gzip file, which inflates to at most {_bytes(room)}"
+        how = f"the file ({_bytes(size)} gzip-compressed, at most {_bytes(room)} inflated)"
     elif magic.startswith(OTHER_COMPRESSED):
         room, how = None, ""  # bzip2 or zstd: no such bound; the memory check below still holds
     else:
-        room, how = size, f"a {_bytes(size)} file"
+        room, how = size, f"the file ({_bytes(size)})"
     shape = "x".join(str(int(n)) for n in img.shape)
     if room is not None and int(img.dataobj.offset) + declared > room:
         raise AunetError(f"{path}: its header declares {shape} voxels of {img.get_data_dtype()} ({_bytes(declared)}), "
