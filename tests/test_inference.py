@@ -212,5 +212,6 @@ def test_predict_refuses_a_header_declaring_1_tb_before_reading(tmp_path, capsys
     huge = huge_nifti(tmp_path / name)  # today: MemoryError traceback (or gigabytes taken first)
     assert main(["predict", str(tmp_path / "model.pt"), str(huge), str(tmp_path / "o.nii.gz")]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and f"{huge}: its header declares 10000x10000x2500 voxels of float32 (1.0 TB)" in err
+    assert len(err.splitlines()) == 1
+    assert f"{huge}: its header declares 10000x10000x2500 voxels of float32 (1.0 TB)" in err
     assert not (tmp_path / "o.nii.gz").exists()
