@@ -11,6 +11,7 @@
     aunet data separability data/phantom                 aunet.data.separability.separability_report
     aunet train --profile quick --model attention_unet   aunet.train.train
     aunet train --out-dir RUN --resume [--epochs N]      aunet.train.resume_config, then train
+    aunet train --out-dir RUN --overwrite                a new run in place of the one in RUN
     torchrun --standalone --nproc-per-node N -m aunet train ...   one run on N processes (aunet.distributed)
     aunet evaluate RUN_DIR                               aunet.evaluate.evaluate_run
     aunet predict CHECKPOINT IN.nii.gz OUT.nii.gz        aunet.inference.predict_file
@@ -39,8 +40,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, only: Sequence[str] | 
     """Add `--profile` and one `--field` option per Config field (values checked by Config)."""
     parser.add_argument("--profile", default="paper", help="named settings: quick or paper (default: paper)")
     group = parser.add_argument_group("configuration (any Config field; defaults: the profile's)")
-    for name in only or Config.fields():
-        group.add_argument(f"--{name.replace('_', '-')}", dest=CONFIG_PREFIX + name, default=None, metavar="VALUE")
+    for name, spec in Config.fields().items():
+        if only is None or name in only:  # a true/false field given alone means true (--allow-outside-paths)
+            alone = dict(nargs="?", const="true") if spec.type in (bool, "bool") else {}
+            group.add_argument(f"--{name.replace('_', '-')}", dest=CONFIG_PREFIX + name, default=None,
+                               metavar="VALUE", **alone)
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -83,7 +87,7 @@ def _data_phantom(args: argparse.Namespace) -> int:
 def _data_check(args: argparse.Namespace) -> int:
     from aunet.data import check_folder
 
-    report = check_folder(args.folder, progress=not args.quiet)
+    report = check_folder(args.folder, progress=not args.quiet, allow_outside_paths=args.allow_outside_paths)
     print(report.summary())
     return 1 if report.problems else 0
 
@@ -229,6 +233,8 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     ck = actions.add_parser("check", help="validate a Decathlon or nnU-Net v2 folder and summarise it")
     ck.add_argument("folder", help="dataset folder (with dataset.json, imagesTr/, labelsTr/)")
     ck.add_argument("--quiet", action="store_true", help="no progress bar")
+    ck.add_argument("--allow-outside-paths", action="store_true",
+                    help="accept dataset.json entries outside FOLDER (absolute, or through ..)")
     ck.set_defaults(func=_data_check)
     se = actions.add_parser("separability", help="how well a single HU window finds an organ (per case)")
     se.add_argument("folder", help="dataset folder (with dataset.json, imagesTr/, labelsTr/)")
@@ -248,7 +254,7 @@ def _train(args: argparse.Namespace) -> int:
         cfg = resume_config(overrides.pop("out_dir", cfg.out_dir), **overrides)
     try:  # torchrun ends the other processes of a run with SIGTERM when one dies: one line, no traceback
         with stop_on_sigterm():
-            trainer = train(cfg, resume=args.resume)
+            trainer = train(cfg, resume=args.resume, overwrite=args.overwrite)
     finally:
         leave()  # the process group, when torchrun started this process
     last = trainer.history[-1] if trainer.history else {}
@@ -296,6 +302,8 @@ def _add_runs(sub: argparse._SubParsersAction) -> None:
     add_config_arguments(p)
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out-dir from its last checkpoint, with its saved settings")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the run records already in --out-dir (another run's) and start a new run there")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("evaluate", help="evaluate a trained run",

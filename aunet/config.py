@@ -4,7 +4,7 @@ Defaults are the paper's setup (Oktay et al., MIDL 2018, section 3). Named profi
 fields: `quick` (CPU, small volumes, minutes; docs/reproduction.md says why each differs) and `paper`.
 
     cfg = Config.from_profile("quick", epochs=5)      # notebooks: fields from the parameters cell
-    RunFolder(run_dir).write_config(cfg)              # aunet.run: every run writes its config beside its results
+    RunFolder(run_dir).write_config(cfg)               # every run writes its config beside its results (aunet.run)
 """
 from __future__ import annotations
 
@@ -45,6 +45,7 @@ class Config:
     test_fraction: float = 0.2
     split_file: str = ""  # a saved split (aunet.data.splits) used instead of the seeded one; "" = draw it
     cache_dir: str = ""  # preprocessed-volume cache; "" = <data_dir>/.aunet_cache
+    allow_outside_paths: bool = False  # accept dataset.json entries outside data_dir (absolute, or through "..")
 
     # --- training ------------------------------------------------------------------------------
     epochs: int = 1000
@@ -106,7 +107,7 @@ class Config:
 
     @classmethod
     def load(cls, path: str | Path) -> Config:
-        """Read a config.json (aunet.run.RunFolder writes them)."""
+        """Read a config.json (written by aunet.run.RunFolder.write_config)."""
         path = Path(path)
         try:
             values = json.loads(path.read_text())

@@ -25,12 +25,18 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
                  data_dir: str | None = None,
                  progress: bool = True) -> tuple[list[dict], dict[str, tuple[float, float]]]:
     """Predict and score every case of `split`; returns (rows, summary) and writes both into run_dir."""
+    run = RunFolder(run_dir)
+    run.read_config()  # AunetError naming the folder when it is not a run folder
+    with run.writing():  # refused now, not after every case is scored, when another process writes the folder
+        return _evaluate(run, split, checkpoint, data, data_dir, progress)
+
+
+def _evaluate(run: RunFolder, split: str, checkpoint: str, data: Any, data_dir: str | None,
+              progress: bool) -> tuple[list[dict], dict[str, tuple[float, float]]]:
     from aunet.data import prepare_dataset
     from aunet.inference import sliding_window_predict
     from aunet.metrics import evaluate_case, summarise
 
-    run = RunFolder(run_dir)
-    run.read_config()  # AunetError naming the folder when it is not a run folder
     model, cfg = run.load_model(checkpoint)
     if data_dir:
         cfg = Config.from_dict({**cfg.to_dict(), "data_dir": data_dir})

@@ -1,7 +1,13 @@
-"""Atomic file writing: a reader never sees half a checkpoint, table or config."""
+"""Atomic file writing and one writer at a time: a reader never sees half a checkpoint, table or config.
+
+`atomic_write` and friends replace a file in one rename; `exclusive_lock` lets one process at a time write a
+folder (aunet.run.RunFolder), through an OS advisory lock that the kernel drops when its holder dies, so a
+killed process never leaves a stale lock behind.
+"""
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import os
 import shutil
@@ -115,3 +121,35 @@ def file_digest(path: str | Path, algorithm: str = "sha256", progress: bool = Fa
             digest.update(block)
             bar.update(len(block))
     return digest.hexdigest()
+
+
+@contextmanager
+def exclusive_lock(path: str | Path, what: str) -> Iterator[None]:
+    """Hold an exclusive advisory lock (flock) on `path`, which records the holder's pid; refuse when held.
+
+    `what` names the thing locked in the refusal ("Run folder results/runs/x"). The lock is the kernel's:
+    it goes with the holder's process, however that ends (a SIGKILL included), and the file that remains
+    is only a name to lock. Not reentrant: callers keep one lock per path and process.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+    except OSError as e:
+        raise AunetError(f"{what} cannot be written ({e.strerror}: {path}); expected a writable folder.") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+            by = f"process {holder}" if holder.isdigit() else "another process"
+            raise AunetError(f"{what} is being written by {by}; wait for it to finish or use another folder "
+                             f"(one writer per folder).") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # before unlocking: the next holder writes its own pid
+    finally:
+        os.close(fd)  # closing the last descriptor releases the lock

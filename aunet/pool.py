@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Sequence
 
 from tqdm.auto import tqdm
 
 from aunet.errors import AunetError
+from aunet.workers import die_with_parent
 
 
 @dataclass(frozen=True)
@@ -31,9 +33,11 @@ class Task:
     after: Sequence[Hashable] = field(default_factory=tuple)
 
 
-def _one_thread() -> None:
+def _one_thread(parent: int) -> None:
+    """A worker's start: one thread, and it ends with the pool's process (a killed parent leaves none training)."""
     import torch
 
+    die_with_parent(parent)
     torch.set_num_threads(1)
 
 
@@ -77,7 +81,8 @@ def run_tasks(tasks: Sequence[Task], workers: int = 1, progress: bool = True) ->
     waiting, running = list(tasks), {}
     bar = tqdm(total=len(tasks), desc=f"runs ({workers} processes)", unit="run", disable=not progress)
     context = multiprocessing.get_context("spawn")  # no forked copies of a parent's threads or open files
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_one_thread) as pool:
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_one_thread,
+                                initargs=(os.getpid(),)) as pool:
         try:
             while waiting or running:
                 for task in [t for t in waiting if all(k in results or k not in keys for k in t.after)]:

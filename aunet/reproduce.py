@@ -17,7 +17,9 @@ to one folder per reproduction (`results/reproductions/<UTC time>/`) and `result
 
 Everything outside "times" is a function of the code, the parameters and the machine's arithmetic: two
 reproductions with the same seed give the same manifest but for "times" (tests/test_reproduce.py).
-A failing notebook stops the reproduction with one line naming the notebook and the cell.
+A failing notebook stops the reproduction with one line naming the notebook and the cell; Ctrl-C stops it with
+one line too: each kernel's own stderr (not the cells' output, which travels over ZMQ) goes to
+`<notebook>.kernel.log` in the reproduction's folder, so a kernel shut down mid-cell prints no traceback.
 """
 from __future__ import annotations
 
@@ -114,7 +116,8 @@ def run_notebook(path: Path, out: Path, parameters: Mapping[str, Any], log: logg
         print(f"== {path.name}", flush=True)
     try:
         papermill.execute_notebook(str(path), str(out), parameters=dict(parameters), kernel_name=KERNEL,
-                                   cwd=str(path.parent), progress_bar=progress, log_output=True)
+                                   cwd=str(path.parent), progress_bar=progress, log_output=True,
+                                   kernel_manager_class=_kernel_manager(out.resolve().with_suffix(".kernel.log")))
     except papermill.PapermillExecutionError as e:
         first = e.evalue.splitlines()[0] if e.evalue else ""
         raise AunetError(f"{path.name} failed in cell {e.exec_count} ({e.ename}: {first}); "
@@ -124,6 +127,18 @@ def run_notebook(path: Path, out: Path, parameters: Mapping[str, Any], log: logg
     if progress:
         print(f"== {path.name} done in {seconds:.0f} s", flush=True)
     return seconds
+
+
+def _kernel_manager(stderr: Path) -> type:
+    """nbclient's kernel manager, with the kernel's stderr written to the file `stderr` (not the terminal)."""
+    from jupyter_client import AsyncKernelManager
+
+    class KernelWithLog(AsyncKernelManager):
+        async def start_kernel(self, **kwargs: Any) -> None:
+            with open(stderr, "ab") as f:  # the kernel keeps its own copy of the descriptor
+                await super().start_kernel(stderr=f, **kwargs)
+
+    return KernelWithLog
 
 
 def _written(folders: Sequence[Path], since: float) -> list[Path]:

@@ -10,7 +10,11 @@
     predictions/<case>/               predictions of single CTs (notebook 07, `aunet predict` into the run)
     reused_from.txt                   a run copied from another folder names its source
 
-Every write is atomic, so a reader (or a resumed run) sees a whole file or the previous one. The
+    .writer.lock                      held (flock) by the one process writing the folder; records its pid
+
+Every write is atomic, so a reader (or a resumed run) sees a whole file or the previous one, and one
+process at a time writes a folder: `writing()` holds its lock (aunet.io.exclusive_lock) for a whole
+training, every write method for its own write; a second writer is refused, naming the holder. The
 trainer builds the checkpoint dict (`aunet.train.Trainer.checkpoint_state`); this module writes it,
 reads it back and checks that it is one, with one error message per way it can be wrong.
 
@@ -21,23 +25,38 @@ reads it back and checks that it is one, with one error message per way it can b
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import re
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import torch
 
 from aunet.config import Config
 from aunet.errors import AunetError
-from aunet.io import atomic_folder, atomic_write, atomic_write_csv, atomic_write_text
+from aunet.io import atomic_folder, atomic_write, atomic_write_csv, atomic_write_text, exclusive_lock
 
 CONFIG, DEVICE, HISTORY, SNAPSHOTS, REUSED = "config.json", "device.json", "history.csv", "attention", "reused_from.txt"
-PREDICTIONS = "predictions"
+PREDICTIONS, LOCK = "predictions", ".writer.lock"
 CHECKPOINTS = ("last", "best")
 CHECKPOINT_KEYS = ("model", "model_name", "config")  # what every aunet checkpoint holds (resume needs more)
+EVALUATION = re.compile(r"evaluation_\w+?(_summary\.json|\.csv)")
+
+_writers: dict[Path, list] = {}  # folder -> [its lock, depth]: the folders this process writes now
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def _one_writer(method: Method) -> Method:
+    """A RunFolder method that writes: it runs as the folder's one writer (RunFolder.writing)."""
+    @functools.wraps(method)
+    def locked(self: RunFolder, *args: Any, **kwargs: Any) -> Any:
+        with self.writing():
+            return method(self, *args, **kwargs)
+    return locked  # type: ignore[return-value]
 
 
 class RunFolder:
@@ -49,10 +68,43 @@ class RunFolder:
     def __repr__(self) -> str:
         return f"RunFolder({str(self.path)!r})"
 
+    # --- one writer ------------------------------------------------------------------------------
+    @contextmanager
+    def writing(self) -> Iterator[RunFolder]:
+        """Be the folder's one writer while inside (reentrant); AunetError naming the process that is otherwise."""
+        key = self.path.resolve()
+        held = _writers.get(key)
+        if held is None:
+            lock = exclusive_lock(self.path / LOCK, f"Run folder {self.path}")
+            lock.__enter__()
+            held = _writers[key] = [lock, 0]
+        held[1] += 1
+        try:
+            yield self
+        finally:
+            held[1] -= 1
+            if not held[1]:
+                del _writers[key]
+                held[0].__exit__(None, None, None)
+
+    def run_files(self) -> list[Path]:
+        """The records of a run this folder holds, from any epoch (other files of the user's are not counted)."""
+        names = {CONFIG, DEVICE, HISTORY, SNAPSHOTS, REUSED, PREDICTIONS, *(f"{n}.pt" for n in CHECKPOINTS)}
+        if not self.path.is_dir():
+            return []
+        return sorted(p for p in self.path.iterdir() if p.name in names or EVALUATION.fullmatch(p.name))
+
+    @_one_writer
+    def clear(self) -> None:
+        """Delete the run's records (an explicit overwrite), leaving the folder and any other file."""
+        for path in self.run_files():
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+
     # --- config and device ----------------------------------------------------------------------
     def has_config(self) -> bool:
         return (self.path / CONFIG).is_file()
 
+    @_one_writer
     def write_config(self, cfg: Config) -> None:
         """config.json: the run's Config."""
         atomic_write_text(self.path / CONFIG, json.dumps(cfg.to_dict(), indent=2) + "\n")
@@ -64,6 +116,7 @@ class RunFolder:
                              f"training run.")
         return Config.load(self.path / CONFIG)
 
+    @_one_writer
     def write_device(self, info: dict[str, Any]) -> None:
         """device.json: where the run trained (aunet.device.describe_device())."""
         atomic_write_text(self.path / DEVICE, json.dumps(info, indent=2) + "\n")
@@ -74,6 +127,7 @@ class RunFolder:
         return _read_json(path, "the device record written by `aunet train`") if path.is_file() else None
 
     # --- history ---------------------------------------------------------------------------------
+    @_one_writer
     def write_history(self, rows: Sequence[dict[str, Any]]) -> None:
         """history.csv from all rows so far (rewritten whole, so it always matches last.pt).
 
@@ -102,19 +156,22 @@ class RunFolder:
     def has_checkpoint(self, name: str = "last") -> bool:
         return self.checkpoint_path(name).is_file()
 
+    @_one_writer
     def write_checkpoint(self, name: str, state: dict[str, Any]) -> None:
         """Write a checkpoint dict atomically (a kill mid-write leaves the previous file)."""
         atomic_write(self.checkpoint_path(name), lambda tmp: torch.save(state, tmp))
 
-    def read_checkpoint(self, name: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-        """A checked checkpoint dict of this run."""
-        return read_checkpoint(self.checkpoint_path(name), map_location)
+    def read_checkpoint(self, name: str, map_location: str | torch.device = "cpu",
+                        model: str | None = None) -> dict[str, Any]:
+        """A checked checkpoint dict of this run (of the model `model`, when given)."""
+        return read_checkpoint(self.checkpoint_path(name), map_location, model)
 
     def load_model(self, name: str = "best") -> tuple[torch.nn.Module, Config]:
         """The trained model (CPU, eval mode) and its Config from this run's checkpoint."""
         return load_model(self.checkpoint_path(name))
 
     # --- attention snapshots ---------------------------------------------------------------------
+    @_one_writer
     def write_snapshot(self, epoch: int, arrays: dict[str, np.ndarray]) -> Path:
         """attention/epoch_XXX.npz (compressed)."""
         path = self.path / SNAPSHOTS / f"epoch_{epoch:03d}.npz"
@@ -130,6 +187,7 @@ class RunFolder:
         """(per-case CSV, summary JSON) of an evaluation on `split`."""
         return self.path / f"evaluation_{split}.csv", self.path / f"evaluation_{split}_summary.json"
 
+    @_one_writer
     def write_evaluation(self, split: str, rows: Sequence[dict[str, Any]],
                          summary: dict[str, tuple[float, float]]) -> None:
         """The per-case rows and their mean +- std summary."""
@@ -173,8 +231,10 @@ class RunFolder:
     def copy_to(self, dest: str | Path, cfg: Config) -> RunFolder:
         """Copy this run into dest (atomically), its config.json saying dest's Config; returns the copy."""
         dest = RunFolder(dest)
-        with atomic_folder(dest.path) as tmp:
+        with dest.writing(), atomic_folder(dest.path) as tmp:
             for item in self.path.iterdir():
+                if item.name == LOCK:
+                    continue
                 if item.is_dir():
                     shutil.copytree(item, tmp / item.name)
                 else:
@@ -185,8 +245,9 @@ class RunFolder:
 
 
 # --- checkpoints outside a run folder (aunet predict takes any .pt path) --------------------------
-def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """A checkpoint written by `aunet train`, checked to be one (AunetError naming the file otherwise)."""
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
+                    model: str | None = None) -> dict[str, Any]:
+    """A checkpoint written by `aunet train`, checked to be one, of `model` when given (AunetError naming the file)."""
     path = Path(path)
     if not path.is_file():
         raise AunetError(f"Checkpoint {path} does not exist; expected a .pt file written by `aunet train`.")
@@ -198,6 +259,9 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(state, dict) or not all(k in state for k in CHECKPOINT_KEYS) or \
             not isinstance(state["model"], dict) or not isinstance(state["config"], dict):
         raise AunetError(f"Checkpoint {path} is not an aunet checkpoint; expected a dict with 'model' and 'config'.")
+    if model is not None and state["model_name"] != model:
+        raise AunetError(f"Checkpoint {path} holds a {state['model_name']!r} model but model={model!r} was "
+                         f"requested; use a checkpoint of the same model.")
     return state
 
 
@@ -237,11 +301,8 @@ def load_weights(model: torch.nn.Module, state: dict[str, Any], path: str | Path
 def load_model(path: str | Path, model: str | None = None,
                num_classes: int | None = None) -> tuple[torch.nn.Module, Config]:
     """The trained model (on the CPU, eval mode) and its Config from a checkpoint of `aunet train`."""
-    state = read_checkpoint(path)
+    state = read_checkpoint(path, model=model)
     cfg = checkpoint_config(state, path)
-    saved = state.get("model_name", cfg.model)
-    if model is not None and model != saved:
-        raise AunetError(f"Checkpoint {path} holds a {saved!r} model but model={model!r} was requested.")
     if num_classes is not None and num_classes != cfg.num_classes:
         raise AunetError(f"Checkpoint {path} predicts {cfg.num_classes} classes but num_classes={num_classes} "
                          f"was requested.")

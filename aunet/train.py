@@ -1,8 +1,12 @@
 """Training: Adam + step decay as in the paper, validation per epoch, checkpoints, attention snapshots.
 
 Everything a run writes goes into its run folder (`aunet.run.RunFolder`: config, device, history, last.pt and
-best.pt, attention snapshots). Resuming (`resume=True`) continues from last.pt; `resume="auto"` does so
-when the folder holds a run and starts one otherwise. One resume policy serves the notebooks and the CLI:
+best.pt, attention snapshots), which one process writes at a time: a training holds the folder's lock from
+before its first write to its end, and a second one is refused, naming the first. Resuming (`resume=True`)
+continues from last.pt; `resume="auto"` does so when the folder holds a run and starts one otherwise. A new
+run never mixes with another's files: a folder holding any of them (from any epoch) is refused unless the
+run resumes them or `overwrite=True` deletes them first; a run stopped before its first epoch ended (a
+config.json of the same settings, no last.pt) starts again. One resume policy serves the notebooks and the CLI:
 a run continues only with the settings it was trained with, except the fields in RESUMABLE_CHANGES
 (more epochs, another device, other snapshot epochs, a moved folder, the speed settings); `resume_config`
 builds such a Config from the saved one. Training batches are a pure function of (seed, epoch, step) (see
@@ -23,6 +27,7 @@ reuse (and aunet's CPU convolution paths) never run there.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from pathlib import Path
@@ -146,21 +151,62 @@ class Trainer:
         return {**whole, **validation.patch_dice(cases=validation.patch_cases(self.data.val, self.cfg), **common)}
 
     # --- the run -----------------------------------------------------------------------------
-    def fit(self, resume: bool | str = False) -> list[dict[str, float]]:
-        """Train to cfg.epochs and return the history rows.
+    def fit(self, resume: bool | str = False, overwrite: bool = False) -> list[dict[str, float]]:
+        """Train to cfg.epochs and return the history rows, as the run folder's one writer.
 
         resume: True continues from last.pt; "auto" continues when the folder holds a run, else starts one;
-        False starts a run and refuses a folder that already holds one.
+        False starts a run and refuses a folder that holds another run's files, unless `overwrite` (delete them).
         """
-        if resume == "auto":
-            resume = self.run.has_checkpoint("last")
-        if resume:
-            self.load_checkpoint()
-        elif self.run.has_checkpoint("last"):
-            raise AunetError(f"Run folder {self.run_dir} already holds a run; pass --resume to continue it "
-                             f"or choose another --out-dir.")
-        elif self.cfg.init_checkpoint:
+        with self.one_writer():
+            self.begin(resume, overwrite)
+            return self._fit()
+
+    @contextlib.contextmanager
+    def one_writer(self) -> Iterator[None]:
+        """Process 0 holds the run folder's lock (RunFolder.writing); every process stops when it was refused."""
+        refused = None
+        with contextlib.ExitStack() as stack:
+            if self.processes.is_main:
+                try:
+                    stack.enter_context(self.run.writing())
+                except AunetError as e:
+                    refused = e
+            if self.processes.distributed and self.processes.sum(torch.tensor([float(refused is not None)])).item():
+                refused = refused or AunetError(f"Run folder {self.run_dir} is being written by another process; "
+                                                f"process 0 of this run says which.")
+            if refused:
+                raise refused
+            yield
+
+    def begin(self, resume: bool | str, overwrite: bool) -> None:
+        """Resume, start afresh or refuse, by what the folder holds (the one policy; see the module docstring)."""
+        if resume and overwrite:
+            raise AunetError(f"--resume and --overwrite contradict each other for {self.run_dir}; pass one.")
+        found = [p.name for p in self.run.run_files()]
+        self.processes.barrier()  # every process has looked before process 0 clears anything
+        if resume and self.run.has_checkpoint("last"):
+            return self.load_checkpoint()
+        if found and not overwrite and not (resume and self._stopped_in_first_epoch()):
+            raise AunetError(f"Run folder {self.run_dir} already holds a run ({', '.join(found)}); pass --resume "
+                             f"to continue it, --overwrite to replace it, or choose another --out-dir.")
+        if resume is True and not found:
+            raise AunetError(f"Cannot resume: {self.run_dir} holds no run; start the run without --resume.")
+        if found and self.processes.is_main:
+            self.run.clear()
+        self.processes.barrier()  # the others see the folder cleared
+        if self.cfg.init_checkpoint:
             self.load_initial_weights(Path(self.cfg.init_checkpoint))
+
+    def _stopped_in_first_epoch(self) -> bool:
+        """The folder holds this run's config.json (same settings) and no last.pt: nothing to resume, start again."""
+        try:
+            check_resumable(self.run.read_config(), self.cfg, self.run_dir)
+        except AunetError:
+            return False
+        return not self.run.has_checkpoint("last")
+
+    def _fit(self) -> list[dict[str, float]]:
+        """The epochs from self.epoch + 1 to cfg.epochs, each one's records written into the run folder."""
         if self.processes.is_main:  # rank 0 alone writes the run folder
             self.run.write_config(self.cfg)
             self.run.write_device(describe_device(self.device, self.processes.world))
@@ -223,10 +269,7 @@ class Trainer:
 
     def load_initial_weights(self, path: Path) -> None:
         """Fine-tuning: take the model weights of another run's checkpoint; optimiser and epochs start afresh."""
-        state = read_checkpoint(path, self.device)
-        if state.get("model_name") != self.cfg.model:
-            raise AunetError(f"init_checkpoint {path} holds a {state.get('model_name')!r} model but "
-                             f"model={self.cfg.model!r} is being trained; start from a checkpoint of the same model.")
+        state = read_checkpoint(path, self.device, model=self.cfg.model)
         try:
             self.model.load_state_dict(state["model"])
         except RuntimeError:  # same model class, other widths or classes
@@ -237,12 +280,7 @@ class Trainer:
     def load_checkpoint(self) -> None:
         """Restore the run from its last.pt (resume)."""
         path = self.run.checkpoint_path("last")
-        if not path.exists():
-            raise AunetError(f"Cannot resume: {path} does not exist; start the run without --resume.")
-        state = read_checkpoint(path, self.device)
-        if state.get("model_name") != self.cfg.model:
-            raise AunetError(f"Cannot resume: {path} holds a {state.get('model_name')!r} model but "
-                             f"model={self.cfg.model!r} was requested.")
+        state = read_checkpoint(path, self.device, model=self.cfg.model)
         check_resumable(checkpoint_config(state, path), self.cfg, path)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -252,11 +290,13 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"].cpu())
 
 
-def train(cfg: Config, resume: bool | str = False, progress: bool = True, data: Any = None) -> Trainer:
+def train(cfg: Config, resume: bool | str = False, progress: bool = True, data: Any = None,
+          overwrite: bool = False) -> Trainer:
     """Train a model as configured; returns the Trainer (its .history, .model and .run).
 
-    resume: False (a new run), True (continue last.pt) or "auto" (continue when there is a run).
+    resume: False (a new run), True (continue last.pt) or "auto" (continue when there is a run);
+    overwrite: delete another run's files in cfg.out_dir first (else a folder holding them is refused).
     """
     trainer = Trainer(cfg, data=data, progress=progress)
-    trainer.fit(resume=resume)
+    trainer.fit(resume=resume, overwrite=overwrite)
     return trainer

@@ -49,8 +49,8 @@ def test_unknown_profile():
 
 def test_json_round_trip(tmp_path):
     cfg = Config.from_profile("quick", label_map={"1": 2, "2": 2}, seed=7)
-    RunFolder(tmp_path).write_config(cfg)
-    assert Config.load(tmp_path / "config.json") == cfg
+    RunFolder(tmp_path).write_config(cfg)  # the one writer of config.json
+    assert Config.load(tmp_path / "config.json") == cfg == RunFolder(tmp_path).read_config()
     assert json.loads((tmp_path / "config.json").read_text())["seed"] == 7
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(AunetError, match="bad.json"):

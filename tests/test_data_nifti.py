@@ -128,12 +128,28 @@ BAD = {
 }
 
 
+def _huge(ending):
+    def damage(root, write):  # image and label alike (else the shapes differ first): 1 TB declared in a tiny file
+        for folder in ("imagesTr", "labelsTr"):
+            (root / folder / "c1.nii.gz").unlink()
+            write(root / folder / f"c1{ending}")
+        (root / "dataset.json").write_text(json.dumps({"labels": {"0": "background"}, "training": [
+            {"image": f"imagesTr/c1{ending}", "label": f"labelsTr/c1{ending}"}]}))
+    return damage
+
+
+BAD |= {
+    "1 TB declared, gzip": (lambda t: _one_case(t), _huge(".nii.gz"), "imagesTr/c1.nii.gz: its header declares"),
+    "1 TB declared": (lambda t: _one_case(t), _huge(".nii"), "imagesTr/c1.nii: its header declares"),
+}
+
+
 @pytest.mark.parametrize("name", list(BAD))
-def test_bad_case_gives_one_sentence_naming_the_file(tmp_path, name, capsys):
+def test_bad_case_gives_one_sentence_naming_the_file(tmp_path, name, capsys, huge_nifti):
     make, damage, expected_file = BAD[name]
     root = make(tmp_path)
     if damage:
-        damage(root)
+        damage(root, *([huge_nifti] if name.startswith("1 TB") else []))
     with pytest.raises(AunetError) as err:
         prepare_dataset(Config(data_dir=str(root), cache_dir=str(tmp_path / "cache"), test_fraction=0,
                                val_fraction=0), progress=False)
@@ -166,3 +182,43 @@ def test_nnunet_layout_and_macos_junk(tmp_path):
     (root / "imagesTr" / "._a_0000.nii.gz").write_bytes(b"\x00\x05\x16\x07 mac resource fork")
     report = check_folder(root, progress=False)
     assert report.layout == "nnunetv2" and report.cases == 2 and not report.problems
+
+
+def test_a_volume_larger_than_the_memory_available_is_refused(tmp_path, monkeypatch):
+    import aunet.data.nifti as nifti
+
+    image, _ = volume()
+    save_nifti(tmp_path / "x.nii.gz", image, RAS)
+    img = load_nifti(tmp_path / "x.nii.gz")
+    monkeypatch.setattr(nifti, "available_memory", lambda: 1000)
+    with pytest.raises(AunetError, match=r"x.nii.gz: reading its 20x16x12 voxels needs about 30.7 kB of memory but "
+                                         r"1.0 kB is available"):
+        read_data(img, tmp_path / "x.nii.gz")
+    monkeypatch.setattr(nifti, "available_memory", lambda: None)  # unknown (not Linux): not checked
+    assert read_data(img, tmp_path / "x.nii.gz").shape == (20, 16, 12)
+
+
+def test_dataset_entries_stay_inside_the_folder_unless_allowed(tmp_path, capsys):
+    image, label = volume()
+    root = write_dataset(tmp_path / "ds", {"c1": (image, label, RAS)})
+    save_nifti(tmp_path / "outside.nii.gz", image, RAS)  # beside the dataset, not in it
+    meta = json.loads((root / "dataset.json").read_text())
+    for path in ("../outside.nii.gz", str(tmp_path / "outside.nii.gz"), "imagesTr/../../outside.nii.gz"):
+        (root / "dataset.json").write_text(json.dumps({**meta, "training": [
+            {"image": path, "label": "labelsTr/c1.nii.gz"}]}))
+        assert main(["data", "check", str(root), "--quiet"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"training entry image {path!r} points outside {root}" in err
+        with pytest.raises(AunetError, match="points outside"):
+            prepare_dataset(Config(data_dir=str(root), cache_dir=str(tmp_path / "cache"), test_fraction=0,
+                                   val_fraction=0), progress=False)
+    assert main(["data", "check", str(root), "--quiet", "--allow-outside-paths"]) == 0  # asked for explicitly
+    assert main(["data", "prepare", "--profile", "quick", "--data-dir", str(root), "--cache-dir", str(tmp_path / "c"),
+                 "--val-fraction", "0", "--test-fraction", "0", "--workers", "1", "--quiet",
+                 "--allow-outside-paths"]) == 0
+    # a symlink placed inside the folder is followed: data kept elsewhere, laid out here
+    (root / "imagesTr" / "c1.nii.gz").unlink()
+    (root / "imagesTr" / "c1.nii.gz").symlink_to(tmp_path / "outside.nii.gz")
+    (root / "dataset.json").write_text(json.dumps({**meta, "training": [
+        {"image": "./imagesTr/c1.nii.gz", "label": "labelsTr/c1.nii.gz"}]}))
+    assert check_folder(root, progress=False).cases == 1

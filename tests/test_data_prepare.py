@@ -148,3 +148,24 @@ def test_check_reports_a_task07_like_folder(tmp_path, capsys):
     # stored LPS block centre at i 320/512, j 215/512: x and y run the other way in RAS
     np.testing.assert_allclose(fraction[:2], [1 - 320 / 512, 1 - 215 / 512], atol=0.02)
     np.testing.assert_allclose(fraction[2], 5 / 10, atol=0.05)
+
+
+def test_a_damaged_cache_entry_is_rebuilt_with_a_note(phantom_dir, tmp_path, capsys):
+    cfg = _cfg(phantom_dir, tmp_path / "cache")
+    ds = prepare_dataset(cfg, progress=False)
+    original = {c: ds.load(c).image.copy() for c in ("phantom_000", "phantom_001", "phantom_002")}
+    truncated, empty, flipped = (ds.path(c) for c in original)
+    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])  # today: zipfile.BadZipFile
+    empty.write_bytes(b"")  # today: EOFError
+    data = bytearray(flipped.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, one voxel changed: only the checksum sees it
+    flipped.write_bytes(bytes(data))
+    capsys.readouterr()
+    ds = prepare_dataset(cfg, progress=False)  # the size check before training: two notes, two rebuilt
+    notes = capsys.readouterr().err.strip().splitlines()
+    assert len(notes) == 2 and all(n.startswith("note: cache entry") and n.endswith("rebuilding it.") for n in notes)
+    assert str(truncated) in notes[0] + notes[1] and str(empty) in notes[0] + notes[1]
+    for case_id, image in original.items():  # reading checks the checksum: the flipped one is rebuilt too
+        np.testing.assert_array_equal(ds.load(case_id).image, image)
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"note: cache entry {flipped} does not match its manifest's checksum (damaged or replaced); rebuilding it."]

@@ -203,3 +203,14 @@ def test_predict_cli_errors(tmp_path, capsys):
     assert "missing.pt does not exist" in capsys.readouterr().err
     assert main(["predict", str(tmp_path / "model.pt"), str(tmp_path / "ct.nii.gz"), str(tmp_path / "o.png")]) == 2
     assert "must end in .nii or .nii.gz" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["huge.nii.gz", "huge.nii"])
+def test_predict_refuses_a_header_declaring_1_tb_before_reading(tmp_path, capsys, huge_nifti, name):
+    _checkpoint(tmp_path / "model.pt")
+    huge = huge_nifti(tmp_path / name)  # today: MemoryError traceback (or gigabytes taken first)
+    assert main(["predict", str(tmp_path / "model.pt"), str(huge), str(tmp_path / "o.nii.gz")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"{huge}: its header declares 10000x10000x2500 voxels of float32 (1.0 TB)" in err
+    assert not (tmp_path / "o.nii.gz").exists()

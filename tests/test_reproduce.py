@@ -88,3 +88,33 @@ def test_cli_refuses_a_folder_without_notebooks(tmp_path, monkeypatch, capsys):
     assert main(["reproduce", "--readme", ""]) == 2
     err = capsys.readouterr().err
     assert "no numbered notebooks" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.notebook
+def test_ctrl_c_prints_one_line_and_no_kernel_traceback(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    notebook = tmp_path / "notebooks" / "01_wait.ipynb"
+    notebook.parent.mkdir()
+    cell = "import pathlib, time\npathlib.Path('started').touch()\ntime.sleep(300)"
+    notebook.write_text(json.dumps({"cells": [{"cell_type": "code", "metadata": {}, "execution_count": None,
+                                               "outputs": [], "id": "wait", "source": cell}],
+                                    "metadata": {"kernelspec": {"name": "aunet", "display_name": "aunet"}},
+                                    "nbformat": 4, "nbformat_minor": 5}))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "aunet", "reproduce", "--readme", ""], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as in a terminal
+    deadline = time.time() + 120
+    while not (notebook.parent / "started").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    assert (notebook.parent / "started").exists(), "the notebook's cell did not start"
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the terminal's process group (the kernel has its own session)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert "Traceback" not in err and "ZMQError" not in err  # today: ipykernel's 16-line ZMQError traceback
+    assert err.strip().splitlines()[-1] == "aunet reproduce: interrupted"

@@ -12,6 +12,11 @@ import torch
 
 from aunet.cli import main
 from aunet.config import Config
+<<<<<<< HEAD
+=======
+from aunet.data import write_phantom_dataset
+from aunet.errors import AunetError
+>>>>>>> robust
 from aunet.evaluate import evaluate_run
 from aunet.run import RunFolder, load_model
 from aunet.snapshots import snapshot_schedule
@@ -109,3 +114,66 @@ def test_patch_validation_every_epoch_whole_volumes_every_val_every(phantom, tmp
     judged = [r for r in rows if not np.isnan(r["val_mean_dice"])]
     assert best["epoch"] == max(judged, key=lambda r: (r["val_mean_dice"], -r["epoch"]))["epoch"]
     assert trainer.best == max(r["val_mean_dice"] for r in judged)
+
+
+def cli_args(phantom: Path, out_dir: Path, **overrides) -> list[str]:
+    """`aunet train` options for the tiny run of TINY, with `overrides` (Config fields)."""
+    args = ["train", "--profile", "quick", "--data-dir", str(phantom), "--out-dir", str(out_dir)]
+    for key, value in {**TINY, **overrides}.items():
+        value = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+        args += [f"--{key.replace('_', '-')}", value]
+    return args
+
+
+def test_two_trainings_into_one_folder_one_is_refused(phantom, tmp_path):
+    run = tmp_path / "run"
+    procs = {model: subprocess.Popen([sys.executable, "-m", "aunet", *cli_args(phantom, run, model=model, epochs=3)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for model in ("unet", "attention_unet")}
+    results = {model: (p.wait(timeout=300), p.stderr.read().strip()) for model, p in procs.items()}
+    refused = [model for model, (code, _) in results.items() if code == 2]
+    assert sorted(code for code, _ in results.values()) == [0, 2], results
+    stderr = results[refused[0]][1]
+    message = stderr.splitlines()[-1]  # after the progress bars: one line
+    assert message.startswith("aunet train: error:") and str(run) in message and "Traceback" not in stderr
+    assert "being written by process" in message or "already holds a run" in message
+    # the folder is one run's: config, checkpoints and history agree
+    winner = Config.load(run / "config.json").model
+    assert winner != refused[0]
+    for name in ("last", "best"):
+        assert torch.load(run / f"{name}.pt", weights_only=True)["model_name"] == winner
+    assert len(RunFolder(run).read_history()) == 3
+    load_model(run / "best.pt")  # weights, config and model name agree
+
+
+def test_a_held_folder_is_refused_naming_the_holder_and_freed_by_its_death(phantom, tmp_path):
+    run = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from aunet.run import RunFolder\n"
+                               "with RunFolder(sys.argv[1]).writing():\n    print('held', flush=True); time.sleep(600)",
+                               str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(AunetError, match=f"Run folder {run} is being written by process {holder.pid};"):
+            train(tiny_config(phantom, run, epochs=1), progress=False)
+        assert RunFolder(run).run_files() == []  # nothing was written
+    finally:
+        holder.kill()  # SIGKILL: no clean-up runs, and the kernel drops the lock with the process
+        holder.wait()
+    train(tiny_config(phantom, run, epochs=1), progress=False)
+    assert RunFolder(run).epochs_done() == 1
+
+
+def test_a_new_run_refuses_another_runs_files_from_any_epoch(phantom, tmp_path, capsys):
+    run = tmp_path / "run"
+    RunFolder(run).write_config(tiny_config(phantom, run, epochs=1, model="unet"))  # a run killed in epoch 1
+    cfg = tiny_config(phantom, run, epochs=1)
+    for resume in (False, "auto"):
+        with pytest.raises(AunetError, match=r"already holds a run \(config.json\); pass --resume"):
+            train(cfg, resume=resume, progress=False)
+    assert main(cli_args(phantom, run, epochs=1)) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(cli_args(phantom, run, epochs=1) + ["--overwrite"]) == 0
+    assert RunFolder(run).read_config().model == "attention_unet"
+    # the same run stopped before its first epoch ended starts again when resumed
+    (run / "last.pt").unlink()
+    assert train(cfg, resume="auto", progress=False).epoch == 1

@@ -55,11 +55,11 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def check_folder(root: str | Path, progress: bool = True) -> CheckReport:
+def check_folder(root: str | Path, progress: bool = True, allow_outside_paths: bool = False) -> CheckReport:
     """Read every case fully and collect problems; structural problems raise AunetError."""
     from tqdm.auto import tqdm
 
-    info = read_dataset(root)
+    info = read_dataset(root, allow_outside_paths)
     report = CheckReport(info.root, info.layout, info.labels)
     report.test_images = len([p for p in (info.root / "imagesTs").glob("*.nii*") if not p.name.startswith(".")])
     for case in tqdm(info.cases, desc="check", unit="case", disable=not progress, leave=False):

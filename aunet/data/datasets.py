@@ -3,7 +3,9 @@
 Decathlon (MSD Task07):  dataset.json, imagesTr/X.nii.gz, labelsTr/X.nii.gz, labels {"0": "background", ...}
 nnU-Net v2 raw:          dataset.json, imagesTr/X_0000.nii.gz, labelsTr/X.nii.gz, labels {"background": 0, ...},
                          file_ending ".nii.gz", channel_names {"0": "CT"}
-macOS `._*` files (in the Task07 tar) and other hidden files are ignored.
+macOS `._*` files (in the Task07 tar) and other hidden files are ignored. A dataset.json entry stays inside its
+folder: an absolute path or one through `..` is refused, naming the entry, unless allow_outside_paths (a
+symlink placed inside the folder is followed: a common way to lay out data kept elsewhere).
 
 aunet writes Decathlon folders (the phantom, the example CT, NIH Pancreas-CT): `decathlon_case` says where a
 case's files go and `write_dataset_json` is the one writer of their dataset.json.
@@ -45,8 +47,11 @@ class DatasetInfo:
     name: str = ""
 
 
-def read_dataset(root: str | Path) -> DatasetInfo:
-    """Parse dataset.json and pair every training image with its label (AunetError on problems)."""
+def read_dataset(root: str | Path, allow_outside_paths: bool = False) -> DatasetInfo:
+    """Parse dataset.json and pair every training image with its label (AunetError on problems).
+
+    allow_outside_paths: accept dataset.json entries that point outside `root` (absolute, or through `..`).
+    """
     root = Path(root)
     if not root.is_dir():
         raise AunetError(f"{root}: folder not found; expected {EXPECTED}.")
@@ -68,7 +73,7 @@ def read_dataset(root: str | Path) -> DatasetInfo:
             raise AunetError(f"{meta_path}: declares {len(channels)} channels; aunet expects one CT channel.")
         cases = _pair_nnunet(root, str(meta.get("file_ending", ".nii.gz")))
     else:
-        cases = _pair_decathlon(root, meta.get("training"), meta_path)
+        cases = _pair_decathlon(root, meta.get("training"), meta_path, allow_outside_paths)
     if not cases:
         raise AunetError(f"{root / 'imagesTr'}: contains no training images; expected {EXPECTED}.")
     return DatasetInfo(root, "nnunetv2" if nnunet else "decathlon", labels, cases, str(meta.get("name", "")))
@@ -93,7 +98,7 @@ def _visible(folder: Path, ending: str) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.name.endswith(ending) and not p.name.startswith("."))
 
 
-def _pair_decathlon(root: Path, training, meta_path: Path) -> list[Case]:
+def _pair_decathlon(root: Path, training, meta_path: Path, allow_outside_paths: bool = False) -> list[Case]:
     """Pairs from dataset.json's "training" list, or by equal file names when it has none."""
     if training is None:
         images = _visible(root / "imagesTr", ".nii.gz") or _visible(root / "imagesTr", ".nii")
@@ -104,6 +109,8 @@ def _pair_decathlon(root: Path, training, meta_path: Path) -> list[Case]:
     for entry in training:
         if not isinstance(entry, dict) or "image" not in entry or "label" not in entry:
             raise AunetError(f"{meta_path}: training entry {entry!r} needs 'image' and 'label' paths.")
+        if not allow_outside_paths:
+            _refuse_outside(entry, meta_path)
         image, label = root / entry["image"], root / entry["label"]
         if image.name.startswith("._"):
             continue
@@ -112,6 +119,16 @@ def _pair_decathlon(root: Path, training, meta_path: Path) -> list[Case]:
                 raise AunetError(f"{path}: listed in {meta_path.name} but not found.")
         cases.append(Case(_strip(image.name), image, label))
     return cases
+
+
+def _refuse_outside(entry: dict, meta_path: Path) -> None:
+    """AunetError naming the entry when its image or label path leaves the dataset folder (absolute, or `..`)."""
+    for key in ("image", "label"):
+        path = Path(str(entry[key]))
+        if path.is_absolute() or ".." in path.parts:
+            raise AunetError(f"{meta_path}: training entry {key} {entry[key]!r} points outside {meta_path.parent}; "
+                             f"put the file inside the folder (a symlink there is followed) or pass "
+                             f"--allow-outside-paths.")
 
 
 def _pair_nnunet(root: Path, ending: str) -> list[Case]:

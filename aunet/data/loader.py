@@ -20,6 +20,7 @@ Where the work happens (aunet.data.augment):
 from __future__ import annotations
 
 import collections
+import functools
 import os
 import queue
 import threading
@@ -32,6 +33,7 @@ from aunet.data.augment import Crop, cut_crop, warp
 from aunet.data.patches import draw_patch
 from aunet.data.prepared import PreparedDataset
 from aunet.errors import AunetError
+from aunet.workers import die_with_worker_parent
 
 MAX_AUTO_WORKERS = 8
 
@@ -125,7 +127,8 @@ class TrainingBatches:
         sampler = _Stream(first_epoch, last_epoch, self.iterations, self.cfg.batch_size, self.rank, self.world)
         loader = torch.utils.data.DataLoader(
             self.crops, batch_sampler=sampler, num_workers=self.workers, collate_fn=_collate,
-            pin_memory=self.device.type == "cuda", prefetch_factor=2 if self.workers else None)
+            pin_memory=self.device.type == "cuda", prefetch_factor=2 if self.workers else None,
+            worker_init_fn=functools.partial(die_with_worker_parent, os.getpid()))  # a killed loop leaves none
         retired: queue.SimpleQueue = queue.SimpleQueue()
         releaser = threading.Thread(target=_release, args=(retired,), daemon=True, name="aunet-release-batches")
         releaser.start()

@@ -1,7 +1,13 @@
-"""Read, write and check one NIfTI volume (nibabel); every problem is one AunetError sentence."""
+"""Read, write and check one NIfTI volume (nibabel); every problem is one AunetError sentence.
+
+A header is not trusted with memory: before any voxel is read (`check_fits`), the bytes it declares must
+fit in the file (uncompressed: its size; gzip: at most 1032 times its size, the most deflate can expand,
+so no decompression is needed to know) and, with a float32 copy, in the memory available now.
+"""
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from pathlib import Path
 
@@ -10,6 +16,9 @@ import numpy as np
 
 from aunet.errors import AunetError
 from aunet.io import atomic_write
+
+DEFLATE_MAX_RATIO = 1032  # deflate's longest match (258 bytes) costs at least 2 bits: no gzip data inflates more
+GZIP_MAGIC, OTHER_COMPRESSED = b"\x1f\x8b", (b"BZh", b"\x28\xb5\x2f\xfd")  # bzip2, zstd
 
 
 def load_nifti(path: str | Path) -> nib.Nifti1Image:
@@ -29,6 +38,7 @@ def load_nifti(path: str | Path) -> nib.Nifti1Image:
 
 def read_data(img: nib.Nifti1Image, path: str | Path, dtype=np.float32) -> np.ndarray:
     """The voxel array (X, Y, Z) with scl_slope/scl_inter applied; errors name `path`."""
+    check_fits(img, path, dtype)
     try:
         data = np.asarray(img.dataobj, dtype=dtype)
     except (EOFError, OSError, ValueError, zlib.error, gzip.BadGzipFile) as e:
@@ -48,6 +58,56 @@ def read_volume(path: str | Path, dtype=np.float32) -> tuple[np.ndarray, nib.Nif
     img = load_nifti(path)
     check_affine(img.affine, path)
     return read_data(img, path, dtype), img
+
+
+def check_fits(img: nib.Nifti1Image, path: str | Path, dtype=np.float32) -> None:
+    """AunetError, before any voxel is read, when the header declares more voxel bytes than the file can hold
+    or than the memory available can take (the voxels on disk and their `dtype` copy)."""
+    filename = img.get_filename()
+    if filename is None or not nib.is_proxy(img.dataobj):
+        return  # the voxels are in memory already
+    voxels = math.prod(int(n) for n in img.shape)
+    declared = voxels * img.get_data_dtype().itemsize
+    size = Path(filename).stat().st_size
+    with open(filename, "rb") as f:
+        magic = f.read(4)
+    if magic.startswith(GZIP_MAGIC):
+        room = size * DEFLATE_MAX_RATIO
+        how = f"the file ({_bytes(size)} gzip-compressed, at most {_bytes(room)} inflated)"
+    elif magic.startswith(OTHER_COMPRESSED):
+        room, how = None, ""  # bzip2 or zstd: no such bound; the memory check below still holds
+    else:
+        room, how = size, f"the file ({_bytes(size)})"
+    shape = "x".join(str(int(n)) for n in img.shape)
+    if room is not None and int(img.dataobj.offset) + declared > room:
+        raise AunetError(f"{path}: its header declares {shape} voxels of {img.get_data_dtype()} ({_bytes(declared)}), "
+                         f"more than {how} can hold; the file is truncated or its header is wrong.")
+    needed, available = declared + voxels * np.dtype(dtype).itemsize, available_memory()
+    if available is not None and needed > available:
+        raise AunetError(f"{path}: reading its {shape} voxels needs about {_bytes(needed)} of memory but "
+                         f"{_bytes(available)} is available; use a machine with more memory or a smaller volume.")
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still allocate: MemAvailable, lowered by a cgroup v2 limit (None when unknown)."""
+    found = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            found.append(int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
+
+
+def _bytes(n: int) -> str:
+    for unit, scale in (("TB", 10 ** 12), ("GB", 10 ** 9), ("MB", 10 ** 6), ("kB", 10 ** 3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
 
 
 def spacing_of(affine: np.ndarray) -> tuple[float, float, float]:

@@ -11,13 +11,21 @@ back nothing but its name, so memory stays at `workers` cases, whatever the data
 
 Cache: `<cache_dir>/<settings key>/<case>.npz` (cache_dir "" = <data_dir>/.aunet_cache). The key
 hashes the settings that change the preprocessed arrays (spacing, intensity_range, label_map,
-num_classes); each file records the source files' size and mtime and is rebuilt when they change.
+num_classes). Beside each entry, `<case>.manifest.json`, written last (atomically, like the entry):
+the entry's size and CRC-32 and the source files' size and mtime. An entry is rebuilt when the source
+files change, and when it does not match its manifest (truncated, emptied, overwritten by another file),
+with a one-line note: the size is checked before training, the checksum each time the entry is read, so a
+damaged entry never reaches training.
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import multiprocessing
+import os
+import sys
+import zlib
 from collections import OrderedDict
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -31,6 +39,7 @@ from aunet.data.preprocess import Geometry, Volume, foreground_points, preproces
 from aunet.data.splits import choose_split, record_split
 from aunet.errors import AunetError
 from aunet.io import atomic_write, atomic_write_text
+from aunet.workers import die_with_parent
 
 CACHE_VERSION = 1  # bump when the preprocessing code changes what it stores
 
@@ -82,20 +91,33 @@ class PreparedDataset:
         return self.folder / f"{case_id}.npz"
 
     def is_current(self, case_id: str) -> bool:
-        """True when the cache entry exists and was built from the case's present files."""
-        path = self.path(case_id)
-        if not path.is_file():
-            return False
-        try:
-            with np.load(path) as stored:
-                return str(stored["source"]) == fingerprint(self._cases[case_id])
-        except (OSError, ValueError, KeyError):
-            return False  # unreadable cache entry (e.g. interrupted): rebuild it
+        """True when the cache entry exists, matches its manifest's size and was built from the case's present files."""
+        return self.problem(case_id) is None
 
-    def ensure(self, case_id: str) -> bool:
-        """Build the cache entry unless a valid one exists; True when it was (re)built."""
-        if self.is_current(case_id):
+    def problem(self, case_id: str, data: bytes | None = None) -> str | None:
+        """None when the entry can be used (`data`, its bytes, checked against the manifest's checksum too);
+        otherwise why not: "" when it is absent or stale (rebuilt without a note), else what is damaged."""
+        path = self.path(case_id)
+        try:
+            record = json.loads(manifest_path(path).read_text())
+            size = path.stat().st_size if data is None else len(data)
+        except (OSError, ValueError):  # no entry or no manifest (an older aunet, a kill between the two): build it
+            return ""
+        if not isinstance(record, dict) or record.get("source") != fingerprint(self._cases[case_id]):
+            return ""
+        if size != record.get("bytes"):
+            return f"is {size} bytes but its manifest says {record.get('bytes')} (truncated or replaced)"
+        if data is not None and zlib.crc32(data) != record.get("crc32"):
+            return "does not match its manifest's checksum (damaged or replaced)"
+        return None
+
+    def ensure(self, case_id: str, problem: str | None = None) -> bool:
+        """Build the cache entry unless a valid one exists (a note names a damaged one); True when it was (re)built."""
+        problem = self.problem(case_id) if problem is None else problem
+        if problem is None:
             return False
+        if problem:
+            note_rebuild(self.path(case_id), problem)
         write_entry(self._cases[case_id], self.info, self.cfg, self.path(case_id))
         self._memory.pop(case_id, None)
         return True
@@ -104,17 +126,22 @@ class PreparedDataset:
         """Build the missing or stale cache entries of `case_ids`, in `workers` processes; returns how many."""
         from tqdm.auto import tqdm
 
-        todo = [c for c in case_ids if not self.is_current(c)]
+        problems = {c: self.problem(c) for c in case_ids}
+        todo = [c for c, problem in problems.items() if problem is not None]
+        for case_id in todo:
+            if problems[case_id]:
+                note_rebuild(self.path(case_id), problems[case_id])
         with tqdm(total=len(case_ids), initial=len(case_ids) - len(todo), desc="preprocess", unit="case",
                   disable=not progress, leave=False) as bar:
             if workers <= 1 or len(todo) <= 1:
                 for case_id in todo:
-                    self.ensure(case_id)
+                    self.ensure(case_id, problem="")  # noted above
                     bar.update()
                 return len(todo)
             # spawn, not fork: the parent may hold torch's threads, which a forked child would inherit locked
             context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(min(workers, len(todo)), mp_context=context) as pool:
+            with ProcessPoolExecutor(min(workers, len(todo)), mp_context=context, initializer=die_with_parent,
+                                     initargs=(os.getpid(),)) as pool:  # a killed parent leaves no worker
                 futures = {pool.submit(write_entry, self._cases[c], self.info, self.cfg, self.path(c)) for c in todo}
                 while futures:
                     done, futures = wait(futures, return_when=FIRST_EXCEPTION)
@@ -139,8 +166,10 @@ class PreparedDataset:
         if case_id in self._memory:
             self._memory.move_to_end(case_id)
             return self._memory[case_id]
-        self.ensure(case_id)
-        with np.load(self.path(case_id)) as d:
+        data = _read_bytes(self.path(case_id))
+        if self.ensure(case_id, self.problem(case_id, data)):
+            data = self.path(case_id).read_bytes()  # just written and checked by write_entry
+        with np.load(io.BytesIO(data)) as d:
             geometry = Geometry.from_dict({k[9:]: d[k] for k in d.files if k.startswith("geometry_")})
             fg = {int(k[3:]): d[k] for k in d.files if k.startswith("fg_")}
             volume = Volume(d["image"], d["label"], geometry.spacing, case_id, geometry, fg)
@@ -156,13 +185,30 @@ def write_entry(case: Case, info: DatasetInfo, cfg: Config, path: Path) -> str:
     arrays = {"image": volume.image, "label": volume.label, "source": np.array(fingerprint(case)),
               **{f"geometry_{k}": v for k, v in volume.geometry.to_dict().items()},
               **{f"fg_{k}": v for k, v in volume.foreground.items()}}
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-
-    atomic_write(path, write)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    data = buffer.getvalue()
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+    record = {"bytes": len(data), "crc32": zlib.crc32(data), "source": fingerprint(case)}
+    atomic_write_text(manifest_path(path), json.dumps(record) + "\n")  # last: the entry is whole once this exists
     return case.case_id
+
+
+def manifest_path(entry: Path) -> Path:
+    """<case>.manifest.json beside <case>.npz: the entry's size, CRC-32 and source files."""
+    return entry.with_suffix(".manifest.json")
+
+
+def note_rebuild(path: Path, problem: str) -> None:
+    """The one-line note for a damaged cache entry that is being rebuilt."""
+    print(f"note: cache entry {path} {problem}; rebuilding it.", file=sys.stderr, flush=True)
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
 def prepare_dataset(cfg: Config, progress: bool = True, workers: int = 1,
@@ -172,7 +218,7 @@ def prepare_dataset(cfg: Config, progress: bool = True, workers: int = 1,
     share=(k, n): preprocess only every n-th of those cases from the k-th (one of n processes filling the
     cache together, e.g. the ranks of a torchrun job).
     """
-    info = read_dataset(cfg.data_dir)
+    info = read_dataset(cfg.data_dir, cfg.allow_outside_paths)
     key = settings_key(cfg)
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     root = cache_root(cfg)
