@@ -35,22 +35,12 @@ def fake_run(run_dir: Path, model: str, dice=(0.6123, 0.0341), cases: int = 3, e
 
     The per-case pancreas Dice is dice[0] +- dice[1] (half the cases each side), so mean and std are `dice`.
     """
-<<<<<<< HEAD
     run = RunFolder(run_dir / f"seed_{seed}")
     cfg = Config.from_profile("quick", model=model, base_filters=2, out_dir=str(run.path), seed=seed)
     run.write_config(cfg)
     run.write_history([{"epoch": e, "train_loss": 1.0, "val_mean_dice": 0.5, "lr": 1e-3, "seconds": 1.0,
                         **({"gpu_peak_gib": 1.0} if cuda else {})} for e in range(1, epochs + 1)])
     run.write_device({"type": "cuda" if cuda else "cpu", "name": "test device", "processes": 1})
-=======
-    run_dir = run_dir / f"seed_{seed}"
-    cfg = Config.from_profile("quick", model=model, base_filters=2, out_dir=str(run_dir), seed=seed)
-    RunFolder(run_dir).write_config(cfg)
-    history = [{"epoch": e, "train_loss": 1.0, "val_mean_dice": 0.5, "lr": 1e-3, "seconds": 1.0,
-                **({"gpu_peak_gib": 1.0} if cuda else {})} for e in range(1, epochs + 1)]
-    atomic_write_csv(run_dir / "history.csv", history)
-    RunFolder(run_dir).write_device({"type": "cuda" if cuda else "cpu", "name": "test device", "processes": 1})
->>>>>>> robust
     rows = []
     for i in range(cases):
         sign = 1 if i % 2 == 0 else -1

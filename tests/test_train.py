@@ -12,11 +12,7 @@ import torch
 
 from aunet.cli import main
 from aunet.config import Config
-<<<<<<< HEAD
-=======
-from aunet.data import write_phantom_dataset
 from aunet.errors import AunetError
->>>>>>> robust
 from aunet.evaluate import evaluate_run
 from aunet.run import RunFolder, load_model
 from aunet.snapshots import snapshot_schedule
