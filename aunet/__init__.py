@@ -8,7 +8,18 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the source's own; an installed aunet reports its package metadata (version())
+
+
+def version() -> str:
+    """The installed distribution's version (importlib.metadata), else this source's __version__."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("aunet")
+    except PackageNotFoundError:  # run from a checkout that was never pip-installed
+        return __version__
 
 
 def lazy_attributes(package: str, modules: dict[str, str]) -> Callable[[str], Any]:

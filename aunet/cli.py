@@ -27,9 +27,11 @@ import argparse
 import json
 import os
 import sys
+import typing
 from typing import Any, Callable, Sequence
 
-from aunet.config import Config
+from aunet import version
+from aunet.config import PROFILES, Config
 from aunet.errors import AunetError
 
 CONFIG_PREFIX = "config."  # argparse dest of a Config field option: "config.<field>"
@@ -37,14 +39,27 @@ CONFIG_PREFIX = "config."  # argparse dest of a Config field option: "config.<fi
 
 # --- Config options ----------------------------------------------------------------------------------
 def add_config_arguments(parser: argparse.ArgumentParser, only: Sequence[str] | None = None) -> None:
-    """Add `--profile` and one `--field` option per Config field (values checked by Config)."""
-    parser.add_argument("--profile", default="paper", help="named settings: quick or paper (default: paper)")
-    group = parser.add_argument_group("configuration (any Config field; defaults: the profile's)")
-    for name, spec in Config.fields().items():
+    """Add `--profile` and one `--field` option per Config field (values checked by Config, help from its comments)."""
+    parser.add_argument("--profile", default="paper", metavar="|".join(PROFILES),
+                        help="named settings the options below start from (default paper: the paper's setup; "
+                             "quick: a CPU in minutes)")
+    group = parser.add_argument_group("configuration (Config fields; unset ones take the --profile's value)")
+    hints, texts = typing.get_type_hints(Config), Config.field_help()
+    for name in Config.fields():
         if only is None or name in only:  # a true/false field given alone means true (--allow-outside-paths)
-            alone = dict(nargs="?", const="true") if spec.type in (bool, "bool") else {}
+            alone = dict(nargs="?", const="true") if hints[name] is bool else {}
             group.add_argument(f"--{name.replace('_', '-')}", dest=CONFIG_PREFIX + name, default=None,
-                               metavar="VALUE", **alone)
+                               metavar=_metavar(hints[name]), help=texts[name].replace("%", "%%"), **alone)
+
+
+def _metavar(hint: Any) -> str:
+    """How an option's value is written: INT, FLOAT, TEXT, true|false, INT,INT,INT, INT,..., JSON|NAME."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is tuple:
+        return f"{_metavar(args[0])},..." if args[-1] is Ellipsis else ",".join(_metavar(a) for a in args)
+    if typing.get_origin(hint) is dict:
+        return "JSON|NAME"
+    return {bool: "true|false", int: "INT", float: "FLOAT"}.get(hint, "TEXT")
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -301,9 +316,11 @@ def _add_runs(sub: argparse._SubParsersAction) -> None:
                                                                   "Decathlon/nnU-Net folder into --out-dir.")
     add_config_arguments(p)
     p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out-dir from its last checkpoint, with its saved settings")
+                   help="continue the run in --out-dir from its last checkpoint, with its saved settings "
+                        "(default off: start a new run)")
     p.add_argument("--overwrite", action="store_true",
-                   help="delete the run records already in --out-dir (another run's) and start a new run there")
+                   help="delete the run records already in --out-dir (another run's) and start a new run there "
+                        "(default off: a folder holding another run is refused)")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("evaluate", help="evaluate a trained run",
@@ -381,6 +398,7 @@ COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_data,
 def build_parser() -> argparse.ArgumentParser:
     """The whole `aunet` parser."""
     parser = argparse.ArgumentParser(prog="aunet", description="Attention U-Net: data, training, evaluation.")
+    parser.add_argument("--version", action="version", version=f"aunet {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in COMMANDS:
         add(sub)

@@ -2,14 +2,22 @@
 
 Defaults are the paper's setup (Oktay et al., MIDL 2018, section 3). Named profiles override a few
 fields: `quick` (CPU, small volumes, minutes; docs/reproduction.md says why each differs) and `paper`.
+Each field's `# comment` is its `--help` text (`Config.field_help`, read from this file), so write it as the
+phrase a user of `aunet train --help` should read; a comment line right below a field continues it.
 
     cfg = Config.from_profile("quick", epochs=5)      # notebooks: fields from the parameters cell
     RunFolder(run_dir).write_config(cfg)               # every run writes its config beside its results (aunet.run)
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
+import functools
+import inspect
+import io
 import json
+import textwrap
+import tokenize
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,44 +31,44 @@ class Config:
     """Every setting of a data -> train -> evaluate run; all fields defaulted to the paper's setup."""
 
     # --- model ---------------------------------------------------------------------------------
-    model: str = "attention_unet"  # "unet" or "attention_unet"
-    in_channels: int = 1
-    num_classes: int = 4  # CT-150: 0 background, 1 spleen, 2 pancreas, 3 kidney
-    base_filters: int = 16  # filters are base * (1, 2, 4, 8, 16): the paper's 16-32-64-128-256
-    deep_supervision: bool = True
-    gates_per_level: int = 2  # 1 or 2 attention gates per gated level (released code: 2)
-    gating: str = "decoder"  # "decoder" (paper's figure) or "bottleneck" (one signal for all levels)
+    model: str = "attention_unet"  # the network: "unet" or "attention_unet"
+    in_channels: int = 1  # image channels of the input, 1 for CT
+    num_classes: int = 4  # output classes, background included (CT-150: background, spleen, pancreas, kidney)
+    base_filters: int = 16  # filters per level are base * (1, 2, 4, 8, 16): the paper's 16-32-64-128-256
+    deep_supervision: bool = True  # the output fuses class scores of all four decoder levels (the paper's head)
+    gates_per_level: int = 2  # attention gates per gated level, 1 or 2 (the paper's released code: 2)
+    gating: str = "decoder"  # gating signal: "decoder" (the paper's figure) or "bottleneck" (one for all levels)
     gating_channels: int = 0  # channels of the projected bottleneck gating signal; 0 = 8 * base_filters
 
     # --- data ----------------------------------------------------------------------------------
-    data_dir: str = "data/phantom"  # a Decathlon or nnU-Net v2 layout folder
-    label_map: dict[str, int] = field(default_factory=dict)  # remap source labels, e.g. {"2": 1}, or a
-    # convention's name: "msd-pancreas" (pancreas and tumour -> 2), "nih-pancreas" (aunet.labels.label_map)
+    data_dir: str = "data/phantom"  # dataset folder in the Decathlon or nnU-Net v2 layout
+    label_map: dict[str, int] = field(default_factory=dict)  # remap source labels, e.g. {"2": 1}, or name a
+    # convention: "msd-pancreas" (pancreas and tumour -> 2), "nih-pancreas" (aunet.labels.label_map)
     spacing: float = 2.0  # target isotropic voxel spacing in mm (paper: 2.00 mm)
-    patch_size: tuple[int, int, int] = (160, 160, 96)  # training patch (x, y, z) in voxels
-    intensity_range: tuple[float, float] = (-200.0, 300.0)  # HU clip window before z-scoring
+    patch_size: tuple[int, int, int] = (160, 160, 96)  # training patch (x, y, z) in voxels, each a multiple of 16
+    intensity_range: tuple[float, float] = (-200.0, 300.0)  # HU window (low, high) clipped to before z-scoring
     foreground_fraction: float = 0.5  # share of patches centred on a foreground voxel
-    augment: bool = True  # flips, rotation +-15 deg, translation +-10 %, zoom 0.7-1.3
-    val_fraction: float = 0.1
-    test_fraction: float = 0.2
+    augment: bool = True  # random flips, rotation +-15 deg, translation +-10 %, zoom 0.7-1.3
+    val_fraction: float = 0.1  # share of the cases held out for validation (seeded split; see split_file)
+    test_fraction: float = 0.2  # share of the cases held out for testing (seeded split; see split_file)
     split_file: str = ""  # a saved split (aunet.data.splits) used instead of the seeded one; "" = draw it
     cache_dir: str = ""  # preprocessed-volume cache; "" = <data_dir>/.aunet_cache
     allow_outside_paths: bool = False  # accept dataset.json entries outside data_dir (absolute, or through "..")
 
     # --- training ------------------------------------------------------------------------------
-    epochs: int = 1000
+    epochs: int = 1000  # training epochs
     iterations_per_epoch: int = 0  # optimiser steps per epoch; 0 = one pass over the training cases
-    batch_size: int = 2
-    lr: float = 1e-4  # Adam
-    weight_decay: float = 1e-6
-    lr_step: int = 250  # halve the learning rate every lr_step epochs
-    lr_gamma: float = 0.5
-    loss: str = "dice"  # "dice" (soft Dice over all classes, the paper) or "dice_ce"
-    seed: int = 0
-    device: str = "auto"  # "auto" picks CUDA when present, else CPU
+    batch_size: int = 2  # patches per optimiser step
+    lr: float = 1e-4  # Adam learning rate
+    weight_decay: float = 1e-6  # Adam weight decay (L2 penalty)
+    lr_step: int = 250  # multiply the learning rate by lr_gamma every lr_step epochs
+    lr_gamma: float = 0.5  # learning-rate factor applied every lr_step epochs (0.5: halve it)
+    loss: str = "dice"  # "dice" (soft Dice over all classes, the paper) or "dice_ce" (cross-entropy + Dice)
+    seed: int = 0  # seeds the initial weights, the batches and (without split_file) the split
+    device: str = "auto"  # where to train: "auto" (CUDA when present, else CPU), "cpu" or "cuda"
     amp: bool = True  # mixed precision (CUDA only)
-    snapshot_epochs: tuple[int, ...] = (3, 6, 10, 60, 150)  # when to save attention maps (paper's figure)
-    out_dir: str = "results/runs/run"
+    snapshot_epochs: tuple[int, ...] = (3, 6, 10, 60, 150)  # epochs whose attention maps are saved (paper's figure)
+    out_dir: str = "results/runs/run"  # run folder: config, history, checkpoints, attention snapshots, evaluation
     init_checkpoint: str = ""  # fine-tuning: start from this checkpoint's model weights only ("" = random init)
 
     # --- validation during training (aunet.validation) -------------------------------------------
@@ -70,7 +78,7 @@ class Config:
     # --- speed: where batches are built, how the step runs -----------------------------------------
     num_workers: int = -1  # batch-building processes per training process; -1 = automatic (CPU 0; CUDA cores-1, <= 8)
     compile: bool = False  # torch.compile the model (opt-in: minutes of compiling first, then faster CUDA steps)
-    channels_last: bool = False  # channels_last_3d memory format of model and batches (measured: gpu_check.sh)
+    channels_last: bool = False  # channels_last_3d memory format of model and batches (CUDA; benchmarks/gpu_check.sh)
 
     # --- inference -----------------------------------------------------------------------------
     overlap: float = 0.5  # sliding-window overlap between neighbouring patches
@@ -84,6 +92,21 @@ class Config:
     @classmethod
     def fields(cls) -> dict[str, dataclasses.Field]:
         return {f.name: f for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def field_help(cls) -> dict[str, str]:
+        """Each field's comment above, its default and the profiles' values: the CLI's --help texts.
+
+        e.g. {"lr": "Adam learning rate (default 0.0001; quick profile 0.002)", ...}
+        """
+        comments, default = _field_comments(), cls()
+        out = {}
+        for name in cls.fields():
+            values = [f"default {format_value(getattr(default, name))}"]
+            values += [f"{profile} profile {format_value(v)}" for profile, overrides in PROFILES.items()
+                       if name in overrides and (v := overrides[name]) != getattr(default, name)]
+            out[name] = f"{comments.get(name, name.replace('_', ' '))} ({'; '.join(values)})"
+        return out
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], base: Config | None = None) -> Config:
@@ -199,6 +222,41 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
     except (TypeError, ValueError, json.JSONDecodeError):
         raise AunetError(f"Parameter {name}={value!r} has the wrong type; expected {_describe(hint)}.") from None
     return value
+
+
+def format_value(value: Any) -> str:
+    """A field's value as the command line takes it: 160,160,96 / true / {"2": 1} / "" for an empty string."""
+    if isinstance(value, tuple):
+        return ",".join(format_value(v) for v in value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict):
+        return json.dumps(value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value) if value != "" else '""'
+
+
+@functools.cache
+def _field_comments() -> dict[str, str]:
+    """The `# comment` after each field of Config in this file, with the comment lines that continue it."""
+    try:
+        lines = inspect.getsource(Config).splitlines()
+    except (OSError, TypeError):  # no source (a frozen or zipped install): the help shows defaults only
+        return {}
+    comments = {tok.start[0]: tok.string.lstrip("#").strip()
+                for tok in tokenize.generate_tokens(io.StringIO("\n".join(lines)).readline)
+                if tok.type == tokenize.COMMENT}
+    body = ast.parse(textwrap.dedent("\n".join(lines))).body[0].body
+    out = {}
+    for node in body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.end_lineno in comments:
+            line, text = node.end_lineno, [comments[node.end_lineno]]
+            while line + 1 in comments and lines[line].lstrip().startswith("#"):  # lines[line]: 1-based line + 1
+                line += 1
+                text.append(comments[line])
+            out[node.target.id] = " ".join(text)
+    return out
 
 
 def _describe(hint: Any) -> str:

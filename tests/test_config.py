@@ -61,3 +61,17 @@ def test_cli_rejects_bad_parameter_in_one_line(capsys):
     assert main(["train", "--profile", "quick", "--epochs", "ten"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "epochs='ten'" in err and "Traceback" not in err
+
+
+def test_every_field_has_its_comment_as_help():
+    from aunet.config import _field_comments
+
+    comments = _field_comments()
+    assert set(comments) == set(Config.fields())  # a field without a `# comment` has no --help sentence
+    assert not [text for text in comments.values() if text.startswith("-")]  # no section rule taken for a comment
+    assert "nih-pancreas" in comments["label_map"]  # the comment line below a field continues it
+    texts = Config.field_help()
+    assert texts["lr"] == "Adam learning rate (default 0.0001; quick profile 0.002)"
+    assert texts["patch_size"].endswith("(default 160,160,96; quick profile 48,48,32)")
+    assert texts["batch_size"].endswith("(default 2)")  # the quick profile's batch_size is the default: not repeated
+    assert texts["split_file"].endswith('(default "")')
