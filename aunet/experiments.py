@@ -204,7 +204,8 @@ def run_experiments(base: Config, runs_dir: str | Path, names: Sequence[str] | N
                 after = [(source, model, seed)] if source in names else []
                 tasks.append(Task((name, model, seed), run_experiment,
                                   dict(name=name, model=model, base=base, runs_dir=str(runs_dir), datasets=datasets,
-                                       seed=seed, experiments=experiments), after))
+                                       seed=seed, experiments=experiments), after,
+                                  run_dir=str(run_dir_of(runs_dir, name, model, seed))))
     return run_tasks(tasks, workers, progress)
 
 

@@ -19,7 +19,9 @@ Everything outside "times" is a function of the code, the parameters and the mac
 reproductions with the same seed give the same manifest but for "times" (tests/test_reproduce.py).
 A failing notebook stops the reproduction with one line naming the notebook and the cell; Ctrl-C stops it with
 one line too: each kernel's own stderr (not the cells' output, which travels over ZMQ) goes to
-`<notebook>.kernel.log` in the reproduction's folder, so a kernel shut down mid-cell prints no traceback.
+`<notebook>.kernel.log` in the reproduction's folder, so a kernel shut down mid-cell prints no traceback
+(nor ipykernel's "running over TCP without encryption" warning). The console shows `== <notebook>`, papermill's
+cell bar and the epoch lines of the notebook's pool runs (aunet.pool); every cell's output goes to reproduce.log.
 """
 from __future__ import annotations
 
@@ -117,6 +119,7 @@ def run_notebook(path: Path, out: Path, parameters: Mapping[str, Any], log: logg
     try:
         papermill.execute_notebook(str(path), str(out), parameters=dict(parameters), kernel_name=KERNEL,
                                    cwd=str(path.parent), progress_bar=progress, log_output=True,
+                                   stdout_file=_EpochEcho() if progress else None,
                                    kernel_manager_class=_kernel_manager(out.resolve().with_suffix(".kernel.log")))
     except papermill.PapermillExecutionError as e:
         first = e.evalue.splitlines()[0] if e.evalue else ""
@@ -127,6 +130,22 @@ def run_notebook(path: Path, out: Path, parameters: Mapping[str, Any], log: logg
     if progress:
         print(f"== {path.name} done in {seconds:.0f} s", flush=True)
     return seconds
+
+
+class _EpochEcho:
+    """papermill's stdout_file: a notebook's pool runs' epoch lines (aunet.pool) echoed to the console."""
+
+    def write(self, text: str) -> None:
+        from tqdm import tqdm
+
+        from aunet.pool import EPOCH_LINE
+
+        for line in text.splitlines():
+            if EPOCH_LINE.match(line):
+                tqdm.write(f"   {line}")  # above papermill's cell bar; the whole output goes to reproduce.log
+
+    def flush(self) -> None:
+        sys.stdout.flush()
 
 
 def _kernel_manager(stderr: Path) -> type:

@@ -52,6 +52,7 @@ from aunet.experiments import (
     Experiment,
     differences,
     experiment_config,
+    run_dir_of,
     run_experiment,
     run_state,
 )
@@ -213,6 +214,7 @@ def run_study(base: Config, runs_dir: str | Path, conditions: Mapping[str, Condi
     tasks = [Task((c.name, model, seed), run_condition,
                   dict(name=c.name, model=model, base=base, runs_dir=str(runs_dir), datasets=datasets, seed=seed,
                        experiments=experiments, continues=c.continues),
-                  [(c.continues, model, seed)] if c.continues else [])
+                  [(c.continues, model, seed)] if c.continues else [],
+                  run_dir=str(run_dir_of(runs_dir, c.name, model, seed)))
              for c in conditions.values() for model in c.models for seed in seeds]
     return run_tasks(tasks, workers, progress)

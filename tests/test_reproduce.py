@@ -118,3 +118,22 @@ def test_ctrl_c_prints_one_line_and_no_kernel_traceback(tmp_path):
     assert proc.returncode == 130
     assert "Traceback" not in err and "ZMQError" not in err  # today: ipykernel's 16-line ZMQError traceback
     assert err.strip().splitlines()[-1] == "aunet reproduce: interrupted"
+
+
+@pytest.mark.notebook
+def test_console_shows_the_notebook_and_its_runs_epochs_only(tmp_path, capfd):
+    notebook = tmp_path / "notebooks" / "01_runs.ipynb"
+    notebook.parent.mkdir()
+    cell = ("from aunet.pool import epoch_line\n"
+            "print('a table nobody needs on the console')\n"
+            "print(epoch_line('exp/unet/0', {'epoch': 1, 'train_loss': 0.5, 'val_mean_dice': 0.25, 'seconds': 3}, 2))")
+    notebook.write_text(json.dumps({"cells": [{"cell_type": "code", "metadata": {}, "execution_count": None,
+                                               "outputs": [], "id": "runs", "source": cell}],
+                                    "metadata": {"kernelspec": {"name": "aunet", "display_name": "aunet"}},
+                                    "nbformat": 4, "nbformat_minor": 5}))
+    reproduce("quick", root=tmp_path)
+    out, err = capfd.readouterr()
+    assert "== 01_runs.ipynb" in out and "   exp/unet/0: epoch 1/2, loss 0.500, val Dice 0.25 (3 s)" in out
+    assert "nobody needs" not in out + err and "without encryption" not in out + err
+    folder, = (tmp_path / "results" / "reproductions").iterdir()
+    assert "nobody needs" in (folder / "reproduce.log").read_text()  # every output is in the log
