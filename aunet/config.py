@@ -4,7 +4,7 @@ Defaults are the paper's setup (Oktay et al. 2018, section 3 of shared/REFERENCE
 profiles override a few fields: `quick` (CPU, small volumes, minutes) and `paper`.
 
     cfg = Config.from_profile("quick", epochs=5)      # notebooks: fields from the parameters cell
-    cfg.save(run_dir / "config.json")                 # every run writes its config beside its results
+    cfg.save(path)                                    # every run writes its config beside its results
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from aunet.errors import AunetError
+from aunet.paper import FIGURE_EPOCHS
 
 
 @dataclass
@@ -58,7 +59,7 @@ class Config:
     seed: int = 0
     device: str = "auto"  # "auto" picks CUDA when present, else CPU
     amp: bool = True  # mixed precision (CUDA only)
-    snapshot_epochs: tuple[int, ...] = (3, 6, 10, 60, 150)  # when to save attention maps (paper's figure)
+    snapshot_epochs: tuple[int, ...] = FIGURE_EPOCHS  # when to save attention maps (the paper's figure)
     out_dir: str = "results/runs/run"
     init_checkpoint: str = ""  # fine-tuning: start from this checkpoint's model weights only ("" = random init)
 
@@ -106,13 +107,23 @@ class Config:
 
     @classmethod
     def load(cls, path: str | Path) -> Config:
-        """Read a config.json written by `save`."""
+        """Read a config file written by `save` (AunetError naming the file when it is not one)."""
         path = Path(path)
         try:
             values = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise AunetError(f"Cannot read config {path}: {e}; expected a JSON object written by aunet.") from None
-        return cls.from_dict(values)
+        if not isinstance(values, dict):
+            raise AunetError(f"{path}: holds a JSON {type(values).__name__}; expected the object of Config fields "
+                             f"aunet writes.")
+        unknown = sorted(set(values) - set(cls.fields()))
+        if unknown:
+            raise AunetError(f"{path}: unknown key(s) {', '.join(unknown)}; expected only Config fields (written "
+                             f"by another version of aunet, or edited by hand?).")
+        try:
+            return cls.from_dict(values)
+        except AunetError as e:
+            raise AunetError(f"{path}: {e}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

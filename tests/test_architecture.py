@@ -71,3 +71,49 @@ def test_run_folder_file_names_live_in_one_module():
     for literal in ("history.csv", "device.json", "evaluation_{split}", "epoch_{epoch:03d}"):
         holders = [name for name, path in modules().items() if literal in path.read_text()]
         assert holders == ["aunet.run"], f"{literal!r} appears in {holders}"
+
+
+def strings(path: Path) -> list[str]:
+    """Every string literal of a module (f-strings' literal parts too) but its docstrings."""
+    tree = ast.parse(path.read_text())
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    return [node.value for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
+
+
+def test_config_file_name_lives_in_the_run_folder_module():
+    holders = [name for name, path in modules().items() if "config.json" in path.read_text()]
+    assert holders == ["aunet.run"], f"'config.json' appears in {holders}"
+
+
+def test_only_aunet_records_builds_or_parses_the_runs_layout():
+    """<runs>/<experiment>/<model>/seed_<k>: no other module spells a seed folder (docstrings may describe it)."""
+    holders = [name for name, path in modules().items() if any("seed_" in s for s in strings(path))]
+    assert holders == ["aunet.records"], f"a 'seed_' string appears in {holders}"
+
+
+def signed_or_plus_minus(path: Path) -> bool:
+    """Whether a module formats a signed number (an f-string spec with '+') or writes '±' next to a formatted value."""
+    tree = ast.parse(path.read_text())
+    signed = any(isinstance(node, ast.FormattedValue) and node.format_spec is not None
+                 and any(isinstance(part, ast.Constant) and "+" in str(part.value) for part in ast.walk(node.format_spec))
+                 for node in ast.walk(tree))
+    plus_minus = any(isinstance(part, ast.Constant) and "±" in part.value
+                     and ((i > 0 and isinstance(node.values[i - 1], ast.FormattedValue) and part.value.lstrip()[0] == "±")
+                          or (i + 1 < len(node.values) and isinstance(node.values[i + 1], ast.FormattedValue)
+                              and part.value.rstrip()[-1] == "±"))
+                     for node in ast.walk(tree) if isinstance(node, ast.JoinedStr) for i, part in enumerate(node.values))
+    return signed or plus_minus
+
+
+def test_only_aunet_text_spells_intervals_differences_and_mean_std():
+    """Differences, intervals and mean ± std are written by aunet.text, so one number has one spelling."""
+    holders = [name for name, path in modules().items() if signed_or_plus_minus(path)]
+    assert holders == ["aunet.text"], f"signed numbers or '±' formatted in {holders}"
+    for name in ("format_p", "format_interval", "replace_marked", "PAPER"):  # the formatters and numbers that moved
+        defined = [m for m, path in modules().items() for node in ast.walk(ast.parse(path.read_text()))
+                   if isinstance(node, (ast.FunctionDef, ast.Assign)) and name in
+                   ([node.name] if isinstance(node, ast.FunctionDef) else [getattr(t, "id", "") for t in node.targets])]
+        assert defined in ([], ["aunet.text"]), f"{name} defined in {defined}"
