@@ -19,6 +19,7 @@ from aunet.device import autocast
 from aunet.paper import FIGURE_EPOCHS
 from aunet.run import RunFolder
 
+
 def snapshot_schedule(epochs: int, requested: tuple[int, ...] = FIGURE_EPOCHS) -> list[int]:
     """The requested epochs if they all fit the run, else the requested ones scaled to `epochs`.
 

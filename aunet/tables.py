@@ -76,7 +76,8 @@ def build_table(name: str, runs_dir: str | Path, experiments: Mapping[str, Exper
         read = {model: read_column(runs_dir, exp.name, model) for model in MODELS}
         diffs = {m: paired_difference(*pairs(read["unet"], read["attention_unet"], m)) for m in ("dice", "recall")}
         for model in MODELS:
-            label, column, reported = f"{MODEL_TITLES[model]} {exp.setting}", read[model], paper.RESULTS[exp.name, model]
+            label, column = f"{MODEL_TITLES[model]} {exp.setting}", read[model]
+            reported = paper.RESULTS[exp.name, model]
             header += [f"{label} measured", f"{label} paper"]
             cells = _measured(column)
             paper_cells = [paper_cell(k, reported.get(k)) for _, k in ROWS[:6]] + [str(reported["test_cases"]),
@@ -162,7 +163,7 @@ def write_tables(runs_dir: str | Path, out_dir: str | Path,
 
 
 def dice_columns(runs_dir: str | Path) -> list[tuple[str, tuple[float, float] | None, tuple[float, float]]]:
-    """(column label, measured Dice (mean, std) or None when not run, paper Dice) for every column, for the bar chart."""
+    """(column label, measured Dice (mean, std) or None when not run, paper Dice) per column, for the bar chart."""
     columns = []
     for exp in EXPERIMENTS.values():
         for model in MODELS:

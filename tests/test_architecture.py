@@ -94,18 +94,31 @@ def test_only_aunet_records_builds_or_parses_the_runs_layout():
     assert holders == ["aunet.records"], f"a 'seed_' string appears in {holders}"
 
 
+def _signed(value: ast.FormattedValue) -> bool:
+    """An f-string field with a sign in its format spec ({x:+.3f})."""
+    spec = value.format_spec
+    return spec is not None and any(isinstance(p, ast.Constant) and "+" in str(p.value) for p in ast.walk(spec))
+
+
+def _plus_minus(fstring: ast.JoinedStr) -> bool:
+    """'±' right after or right before a formatted field ({m:.3f} ± {s:.3f})."""
+    parts = fstring.values
+    for i, part in enumerate(parts):
+        if not (isinstance(part, ast.Constant) and "±" in part.value):
+            continue
+        after = i > 0 and isinstance(parts[i - 1], ast.FormattedValue) and part.value.lstrip().startswith("±")
+        before = (i + 1 < len(parts) and isinstance(parts[i + 1], ast.FormattedValue)
+                  and part.value.rstrip().endswith("±"))
+        if after or before:
+            return True
+    return False
+
+
 def signed_or_plus_minus(path: Path) -> bool:
-    """Whether a module formats a signed number (an f-string spec with '+') or writes '±' next to a formatted value."""
-    tree = ast.parse(path.read_text())
-    signed = any(isinstance(node, ast.FormattedValue) and node.format_spec is not None
-                 and any(isinstance(part, ast.Constant) and "+" in str(part.value) for part in ast.walk(node.format_spec))
-                 for node in ast.walk(tree))
-    plus_minus = any(isinstance(part, ast.Constant) and "±" in part.value
-                     and ((i > 0 and isinstance(node.values[i - 1], ast.FormattedValue) and part.value.lstrip()[0] == "±")
-                          or (i + 1 < len(node.values) and isinstance(node.values[i + 1], ast.FormattedValue)
-                              and part.value.rstrip()[-1] == "±"))
-                     for node in ast.walk(tree) if isinstance(node, ast.JoinedStr) for i, part in enumerate(node.values))
-    return signed or plus_minus
+    """Whether a module formats a signed number or writes '±' next to a formatted value."""
+    nodes = list(ast.walk(ast.parse(path.read_text())))
+    return (any(isinstance(n, ast.FormattedValue) and _signed(n) for n in nodes)
+            or any(isinstance(n, ast.JoinedStr) and _plus_minus(n) for n in nodes))
 
 
 def test_only_aunet_text_spells_intervals_differences_and_mean_std():

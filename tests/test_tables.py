@@ -126,7 +126,8 @@ def test_claims_table_verdicts(tmp_path):
     assert cost["paper"] == "1.088 params; 1.072 time"  # 6.40 M / 5.88 M; 0.179 s / 0.167 s
     sentences = claims_summary(claims)
     assert len(sentences) == 5
-    assert sentences[0] == f"Attention gates raise pancreas Dice: not supported (-0.100 [-0.100, -0.100], p {dice['p']}, n 24)."
+    assert sentences[0] == ("Attention gates raise pancreas Dice: not supported (-0.100 [-0.100, -0.100], "
+                            f"p {dice['p']}, n 24).")
 
 
 def test_table2_paper_columns_and_cuda_runs(tmp_path):
