@@ -233,3 +233,23 @@ def test_files_cli_and_dice_chart(tmp_path, capsys):
     from aunet.viz.plots import plot_dice_vs_paper
 
     assert len(plot_dice_vs_paper(columns).axes[0].patches) == 16
+
+
+def test_the_reproduction_leaves_out_a_damaged_run(tmp_path, monkeypatch):
+    """The manifest's seeds and the README's section are made from the readable runs; the damaged one is named."""
+    from aunet.reproduce import _runs, results_section
+
+    monkeypatch.setattr("aunet.claims.forward_flops", lambda cfg: 1)
+    runs = tmp_path / "runs"
+    for seed in (0, 1):
+        fake_run(runs / "ct150_120_30" / "unet", "unet", dice=(0.5, 0.1), cases=4, seed=seed)
+        fake_run(runs / "ct150_120_30" / "attention_unet", "attention_unet", dice=(0.6, 0.1), cases=4, seed=seed)
+    expected = _text_in_a_number(runs / "ct150_120_30" / "unet" / "seed_1")
+    seeds, seconds = _runs(runs, tmp_path)
+    assert seeds == {"ct150_120_30": [0, 1]} and len(seconds) == 3
+    manifest = {"machine": {"device": {"type": "cpu"}, "cpu": "test", "cpu_count": 1, "cpu_flags": []},
+                "times": {"notebooks": {"06_paper_tables.ipynb": 60.0}, "started": "2026-01-01T00:00", "seconds": 60},
+                "git": {"commit": "0" * 40, "dirty": False}, "profile": "quick", "seeds": seeds}
+    section = results_section(manifest, runs)
+    assert "| CT-150 (120/30) | 0.500 ± 0.100 | 0.600 ± 0.100 | +0.100 [+0.100, +0.100] |" in section
+    assert len(re.findall(expected, section)) == 1  # named once, below the results table
