@@ -292,9 +292,9 @@ def _tables(args: argparse.Namespace) -> int:
 
 def _report_damaged(runs: str) -> None:
     """One line on stderr per run left out of the tables because its records cannot be read."""
-    from aunet.records import damaged
+    from aunet.records import read_tree
 
-    for why in damaged(runs):
+    for why in read_tree(runs)[1]:
         print(f"left out of the tables: {why}", file=sys.stderr)
 
 

@@ -8,7 +8,7 @@ seed of one (experiment, model).
 
 A run whose records cannot be read (text where a number belongs, binary bytes, a config with unknown keys,
 an evaluation without a config) is damaged: it is left out of its column, which keeps the line that says
-why (naming the file), and `damaged(runs)` lists every such line of a tree; the rest still reads.
+why (naming the file), and `read_tree(runs)` lists every such line of a tree; the rest still reads.
 
     column = read_column("results/runs", "ct150_120_30", "attention_unet")
     column.seeds, column.mean_std("dice"), column.damaged
@@ -132,28 +132,18 @@ def read_run(runs_dir: str | Path, experiment: str, model: str, seed: int) -> Ru
                evaluated, cases, inference)
 
 
-def damaged(runs_dir: str | Path) -> list[str]:
-    """One line per run of the tree whose records cannot be read, naming the file."""
-    out = []
-    for experiment, model, seed in runs(runs_dir):
-        try:
-            read_run(runs_dir, experiment, model, seed)
-        except AunetError as e:
-            out.append(str(e))
-    return out
-
-
-def trained(runs_dir: str | Path) -> list[tuple[str, str, Run]]:
-    """(experiment, model, run) of every readable run of the tree that has a config (damaged ones left out)."""
-    out = []
+def read_tree(runs_dir: str | Path) -> tuple[list[tuple[str, str, Run]], list[str]]:
+    """(experiment, model, run) of every readable run of the tree, and one line per damaged run naming the file."""
+    found, damaged = [], []
     for experiment, model, seed in runs(runs_dir):
         try:
             run = read_run(runs_dir, experiment, model, seed)
-        except AunetError:
+        except AunetError as e:
+            damaged.append(str(e))
             continue
         if run is not None:
-            out.append((experiment, model, run))
-    return out
+            found.append((experiment, model, run))
+    return found, damaged
 
 
 # --- a column: every seed of one (experiment, model) -------------------------------------------------

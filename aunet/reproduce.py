@@ -142,11 +142,11 @@ def _relative(path: Path, root: Path) -> str:
 
 def _runs(runs_dir: Path, root: Path) -> tuple[dict[str, list[int]], dict[str, float]]:
     """Seeds per experiment and training seconds per run folder, from the run records (unreadable ones left out)."""
-    from aunet.records import run_path, trained
+    from aunet.records import read_tree, run_path
 
     seeds: dict[str, set[int]] = {}
     seconds = {}
-    for experiment, model, run in trained(runs_dir):
+    for experiment, model, run in read_tree(runs_dir)[0]:
         seeds.setdefault(experiment, set()).add(run.seed)
         seconds[_relative(run_path(runs_dir, experiment, model, run.seed), root)] = round(run.training_seconds, 1)
     return {k: sorted(v) for k, v in seeds.items()}, seconds
