@@ -308,7 +308,16 @@ def _tables(args: argparse.Namespace) -> int:
     for table in tables:
         print(table.to_markdown())
     print(f"wrote {', '.join(f'{t.name}.md/.csv' for t in tables)} and timings.md/.csv to {args.out}")
+    _report_damaged(args.runs)
     return 0
+
+
+def _report_damaged(runs: str) -> None:
+    """One line on stderr per run left out of the tables because its records cannot be read."""
+    from aunet.records import read_tree
+
+    for why in read_tree(runs)[1]:
+        print(f"left out of the tables: {why}", file=sys.stderr)
 
 
 def _add_runs(sub: argparse._SubParsersAction) -> None:
@@ -361,7 +370,8 @@ def _parameter_value(text: str) -> Any:
 def _reproduce(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from aunet.reproduce import reproduce, results_section, update_readme
+    from aunet.reproduce import README_SECTION, reproduce, results_section
+    from aunet.text import replace_marked
 
     parameters = {name: _parameter_value(value) for name, value in args.parameter or []}
     if args.data_dir:  # notebooks run in notebooks/: hand them absolute paths
@@ -371,7 +381,8 @@ def _reproduce(args: argparse.Namespace) -> int:
         parameters["tcia_data_dir"] = str(Path(args.tcia_data_dir).resolve())
     manifest = reproduce(args.profile, parameters, root=".")
     if args.readme:
-        update_readme(args.readme, results_section(manifest, "results/runs"))
+        replace_marked(args.readme, README_SECTION, results_section(manifest, "results/runs"))
+    _report_damaged("results/runs")
     print(f"Reproduction done in {manifest['times']['seconds'] / 60:.1f} min: results/manifest.json, "
           f"executed notebooks in {manifest['times']['folder']}/, tables in results/tables/, figures in figures/"
           + (f"; {args.readme}'s results section regenerated." if args.readme else "."))

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from aunet.errors import AunetError
+from aunet.paper import FIGURE_EPOCHS
 
 
 @dataclass
@@ -67,7 +68,7 @@ class Config:
     seed: int = 0  # seeds the initial weights, the batches and (without split_file) the split
     device: str = "auto"  # where to train: "auto" (CUDA when present, else CPU), "cpu" or "cuda"
     amp: bool = True  # mixed precision (CUDA only)
-    snapshot_epochs: tuple[int, ...] = (3, 6, 10, 60, 150)  # epochs whose attention maps are saved (paper's figure)
+    snapshot_epochs: tuple[int, ...] = FIGURE_EPOCHS  # epochs whose attention maps are saved (paper's figure)
     out_dir: str = "results/runs/run"  # run folder: config, history, checkpoints, attention snapshots, evaluation
     init_checkpoint: str = ""  # fine-tuning: start from this checkpoint's model weights only ("" = random init)
 
@@ -130,13 +131,23 @@ class Config:
 
     @classmethod
     def load(cls, path: str | Path) -> Config:
-        """Read a config.json (written by aunet.run.RunFolder.write_config)."""
+        """Read a config.json (RunFolder.write_config writes them); AunetError naming the file when it is not one."""
         path = Path(path)
         try:
             values = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise AunetError(f"Cannot read config {path}: {e}; expected a JSON object written by aunet.") from None
-        return cls.from_dict(values)
+        if not isinstance(values, dict):
+            raise AunetError(f"{path}: holds a JSON {type(values).__name__}; expected the object of Config fields "
+                             f"aunet writes.")
+        unknown = sorted(set(values) - set(cls.fields()))
+        if unknown:
+            raise AunetError(f"{path}: unknown key(s) {', '.join(unknown)}; expected only Config fields (written "
+                             f"by another version of aunet, or edited by hand?).")
+        try:
+            return cls.from_dict(values)
+        except AunetError as e:
+            raise AunetError(f"{path}: {e}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -19,6 +19,7 @@ from aunet.device import pick_device
 from aunet.errors import AunetError
 from aunet.labels import class_names
 from aunet.run import RunFolder
+from aunet.text import mean_std
 
 
 def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "best", data: Any = None,
@@ -62,5 +63,5 @@ def _evaluate(run: RunFolder, split: str, checkpoint: str, data: Any, data_dir: 
 
 
 def format_summary(summary: dict[str, tuple[float, float]]) -> str:
-    """One line per metric: name mean +- std."""
-    return "\n".join(f"{name:28s} {m:.3f} ± {s:.3f}" for name, (m, s) in summary.items())
+    """One line per metric: its name, mean ± std (aunet.text)."""
+    return "\n".join(f"{name:28s} {mean_std(m, s)}" for name, (m, s) in summary.items())

@@ -24,8 +24,9 @@ with the paper's train/test proportions (test fractions 30/150, 120/150 and 21/8
 The paper names no validation split; aunet holds `val_fraction` of the cases out of the training scans
 to choose best.pt (10 % of all cases; 4 % in the 30/120 setting, one in five of its 30 training scans).
 
-Run folders: `<runs_dir>/<experiment>/<model>/` (aunet.run.RunFolder) hold the training run (config,
-history, checkpoints) and its evaluation on the test cases. A run whose records
+Run folders: one per (experiment, model, seed) under runs_dir (aunet.records.run_path; each an
+aunet.run.RunFolder) hold the training run (config, history, checkpoints) and its evaluation on the test
+cases. A run whose records
 are complete for the same config is skipped, an interrupted one is resumed, a finished but unevaluated
 one is evaluated; a folder holding a run of other settings is refused.
 
@@ -42,6 +43,7 @@ from typing import Any, Mapping, Sequence
 from aunet.config import Config
 from aunet.data.splits import PAPER_SPLITS, find_split_file
 from aunet.errors import AunetError
+from aunet.records import run_path
 from aunet.run import RunFolder
 from aunet.train import RESUMABLE_CHANGES
 
@@ -90,11 +92,6 @@ DEFAULT_DATASETS: dict[str, dict[str, Any]] = {"ct150": {"data_dir": "data/phant
                                                "tcia": {"data_dir": "data/phantom_scanner_b"}}
 
 
-def run_dir_of(runs_dir: str | Path, name: str, model: str, seed: int) -> Path:
-    """Where one run lives: <runs_dir>/<experiment>/<model>/seed_<seed>."""
-    return Path(runs_dir) / name / model / f"seed_{seed}"
-
-
 def experiment_config(name: str, model: str, base: Config, runs_dir: str | Path,
                       datasets: Mapping[str, Mapping[str, Any]] | None = None, seed: int | None = None,
                       experiments: Mapping[str, Experiment] | None = None) -> Config:
@@ -115,14 +112,14 @@ def experiment_config(name: str, model: str, base: Config, runs_dir: str | Path,
         raise AunetError(f"No settings for dataset {exp.dataset!r} (needed by {name}); give datasets[{exp.dataset!r}] "
                          f"= {{'data_dir': ...}}.")
     seed = base.seed if seed is None else seed
-    init = str(RunFolder(run_dir_of(runs_dir, exp.init_from, model, seed)).checkpoint_path("best")) \
+    init = str(RunFolder(run_path(runs_dir, exp.init_from, model, seed)).checkpoint_path("best")) \
         if exp.init_from else ""
     data_dir = datasets[exp.dataset].get("data_dir", base.data_dir)
     split_file = find_split_file(data_dir, exp.test_fraction, exp.val_fraction)  # the dataset's own, if saved
     return Config.from_dict({"split_file": split_file, **datasets[exp.dataset], **exp.overrides, "model": model,
                              "seed": seed,
                              "test_fraction": exp.test_fraction, "val_fraction": exp.val_fraction,
-                             "out_dir": str(run_dir_of(runs_dir, name, model, seed)), "init_checkpoint": init},
+                             "out_dir": str(run_path(runs_dir, name, model, seed)), "init_checkpoint": init},
                             base=base)
 
 
@@ -205,7 +202,7 @@ def run_experiments(base: Config, runs_dir: str | Path, names: Sequence[str] | N
                 tasks.append(Task((name, model, seed), run_experiment,
                                   dict(name=name, model=model, base=base, runs_dir=str(runs_dir), datasets=datasets,
                                        seed=seed, experiments=experiments), after,
-                                  run_dir=str(run_dir_of(runs_dir, name, model, seed))))
+                                  run_dir=str(run_path(runs_dir, name, model, seed))))
     return run_tasks(tasks, workers, progress)
 
 

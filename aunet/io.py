@@ -44,27 +44,6 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
-def replace_marked(path: str | Path, name: str, text: str) -> None:
-    """Replace what lies between `<!-- {name}: start -->` and `<!-- {name}: end -->` in `path` by `text`, atomically.
-
-    How generated sections of a hand-written page (the README's results) are kept true: only the marked part is
-    rewritten, the prose around it is left as it is.
-    """
-    path = Path(path)
-    start, end = f"<!-- {name}: start -->", f"<!-- {name}: end -->"
-    try:
-        page = path.read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise AunetError(f"{path}: cannot be read ({e.__class__.__name__}); expected aunet's README with the "
-                         f"markers {start} ... {end}.") from None
-    if page.count(start) != 1 or page.count(end) != 1 or page.index(start) > page.index(end):
-        raise AunetError(f"{path}: lacks the markers {start} ... {end} (once each, in that order); "
-                         "expected aunet's README.")
-    head, rest = page.split(start, 1)
-    _, tail = rest.split(end, 1)
-    atomic_write_text(path, f"{head}{start}\n{text}\n{end}{tail}")
-
-
 def atomic_write_csv(path: str | Path, rows: Sequence[Mapping[str, object]]) -> None:
     """Write rows (dicts with the same keys) as a CSV file with a header, atomically."""
     buffer = io.StringIO()

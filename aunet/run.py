@@ -112,8 +112,8 @@ class RunFolder:
     def read_config(self) -> Config:
         """The Config in config.json (AunetError when the folder holds none)."""
         if not self.has_config():
-            raise AunetError(f"{self.path} is not an aunet run folder (no {CONFIG}); pass the --out-dir of a "
-                             f"training run.")
+            raise AunetError(f"{self.path}: has no {CONFIG}; expected the folder of an `aunet train` run, which "
+                             f"writes it first.")
         return Config.load(self.path / CONFIG)
 
     @_one_writer
@@ -139,8 +139,9 @@ class RunFolder:
             atomic_write_csv(self.path / HISTORY, [{k: row.get(k, float("nan")) for k in columns} for row in rows])
 
     def read_history(self) -> list[dict[str, float]]:
-        """The rows of history.csv as numbers ([] when absent)."""
-        return [{k: float(v) for k, v in row.items()} for row in _read_csv(self.path / HISTORY)]
+        """The rows of history.csv as numbers ([] when absent; AunetError naming the line of a bad value)."""
+        path = self.path / HISTORY
+        return [_numbers(row, path, line) for line, row in _read_csv(path)]
 
     def epochs_done(self) -> int:
         """Epochs recorded in history.csv (0 when absent)."""
@@ -206,16 +207,18 @@ class RunFolder:
 
     def read_evaluation_cases(self, split: str = "test") -> list[dict[str, Any]]:
         """The per-case rows: 'case' a string, every other column a number."""
-        rows = _read_csv(self.evaluation_paths(split)[0])
-        return [{k: v if k == "case" else float(v) for k, v in row.items()} for row in rows]
+        path = self.evaluation_paths(split)[0]
+        return [_numbers(row, path, line, text=("case",)) for line, row in _read_csv(path)]
 
     def read_evaluation_summary(self, split: str = "test") -> dict[str, dict[str, float]]:
         """{column: {"mean": m, "std": s}} as written by write_evaluation."""
         path = self.evaluation_paths(split)[1]
         summary = _read_json(path, "the JSON written by `aunet evaluate`")
-        if not isinstance(summary, dict) or not all(isinstance(v, dict) and {"mean", "std"} <= set(v)
-                                                    for v in summary.values()):
-            raise AunetError(f"{path}: lacks mean/std entries; expected the summary written by `aunet evaluate`.")
+        if not isinstance(summary, dict) or not all(
+                isinstance(v, dict) and {"mean", "std"} <= set(v) and all(_is_number(v[k]) for k in ("mean", "std"))
+                for v in summary.values()):
+            raise AunetError(f"{path}: lacks numeric mean/std entries; expected the summary written by "
+                             f"`aunet evaluate`.")
         return summary
 
     def prediction_dir(self, case_id: str) -> Path:
@@ -326,11 +329,40 @@ def _savez(path: str, arrays: dict[str, np.ndarray]) -> None:
         np.savez_compressed(f, **arrays)
 
 
-def _read_csv(path: Path) -> list[dict[str, str]]:
+def _read_csv(path: Path) -> list[tuple[int, dict[str, str]]]:
+    """(line number, row) of every row of a CSV file written by aunet ([] when absent)."""
     if not path.is_file():
         return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            return [(reader.line_num, row) for row in reader]
+    except UnicodeDecodeError as e:
+        raise AunetError(f"{path}: byte {e.start} is not text; expected the CSV file aunet writes.") from None
+    except csv.Error as e:
+        raise AunetError(f"{path}: is not a CSV file ({e}); expected the CSV file aunet writes.") from None
+
+
+def _numbers(row: dict[str, str], path: Path, line: int, text: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A CSV row with every column but those in `text` as a number (AunetError naming the line otherwise)."""
+    if None in row or None in row.values():
+        raise AunetError(f"{path}: line {line} has {'more' if None in row else 'fewer'} values than the header; "
+                         f"expected one value per column.")
+    try:
+        return {k: v if k in text else float(v) for k, v in row.items()}
+    except ValueError:
+        k, v = next((k, v) for k, v in row.items() if k not in text and not _is_number(v))
+        raise AunetError(f"{path}: line {line}, column {k}: {v!r} is not a number; expected a number.") from None
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _read_json(path: Path, expected: str) -> Any:

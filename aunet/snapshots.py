@@ -1,6 +1,6 @@
 """Attention snapshots: every gated level's alpha on fixed validation slices at chosen epochs.
 
-The paper's figure shows the level-2 attention map of one slice at epochs 3, 6, 10, 60 and 150. A
+The paper's figure shows the level-2 attention map of one slice at five epochs (aunet.paper.FIGURE_EPOCHS). A
 snapshot (written into the run folder by `aunet.run.RunFolder.write_snapshot`, read back by
 `RunFolder.read_snapshots`) holds, for one fixed validation case and the axial slice with
 the most pancreas: the CT slice `image` (X, Y), the label slice `label` (X, Y), and one array per gated
@@ -17,13 +17,14 @@ import torch
 from aunet.config import Config
 from aunet.device import autocast
 from aunet.labels import TARGET, value
+from aunet.paper import FIGURE_EPOCHS
 from aunet.run import RunFolder
 
 
-def snapshot_schedule(epochs: int, requested: tuple[int, ...]) -> list[int]:
+def snapshot_schedule(epochs: int, requested: tuple[int, ...] = FIGURE_EPOCHS) -> list[int]:
     """The requested epochs if they all fit the run, else the requested ones scaled to `epochs`.
 
-    Scaling keeps their spread: e.g. the paper's (3, 6, 10, 60, 150) for a 20-epoch run -> [1, 2, 3, 8, 20].
+    Scaling keeps their spread: e.g. the paper's figure epochs for a 20-epoch run -> [1, 2, 3, 8, 20].
     """
     requested = sorted({e for e in requested if e >= 1})
     if not requested or requested[-1] <= epochs:

@@ -75,19 +75,6 @@ class Difference:
     def to_dict(self) -> dict[str, float | int | str]:
         return asdict(self)
 
-    def format_interval(self, digits: int = 3) -> str:
-        """'+0.012 [-0.020, +0.041] (n 18)'."""
-        if math.isnan(self.mean):
-            return "n/a"
-        return f"{self.mean:+.{digits}f} [{self.low:+.{digits}f}, {self.high:+.{digits}f}] (n {self.n})"
-
-
-def format_p(p: float) -> str:
-    """A p value as people read it: 0.43, 0.006, <0.001."""
-    if math.isnan(p):
-        return "n/a"
-    return "<0.001" if p < 0.001 else f"{p:.3f}" if p < 0.01 else f"{p:.2f}"
-
 
 def _bootstrap_means(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     picks = rng.integers(len(values), size=(BOOTSTRAP, len(values)))

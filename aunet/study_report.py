@@ -7,27 +7,24 @@ model's Dice, the Holm-adjusted p over the registered family, the level-2 focus,
 
     results = read_results("results/runs/study", conditions)
     table, per_seed, sentences = write_results(results, "results/tables")
-    update_readme("README.md", readme_section(table, sentences, base, seeds=[0, 1, 2]))
+    replace_marked("README.md", README_SECTION, readme_section(table, sentences, base, seeds=[0, 1, 2]))
 """
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from aunet import paper, text
 from aunet.config import Config
-from aunet.experiments import run_dir_of
-from aunet.run import RunFolder
-from aunet.stats import Difference, format_p, holm, rank_correlation, verdict
+from aunet.records import pairs, read_column, snapshots
+from aunet.stats import Difference, holm, paired_difference, rank_correlation, verdict
 from aunet.study import Condition
-from aunet.tables import PAPER, Column, Table, read_column
+from aunet.text import Table
 
 FOCUS_LEVEL = "level2"  # the paper's figure and notebook 05 show level 2
 FOCUS_TITLE = "focus (level 2)"
-VERDICTS = {"supported": "attention helps", "not supported": "attention hurts", "inconclusive": "inconclusive",
-            "not run": "not run"}
 
 
 @dataclass
@@ -40,6 +37,7 @@ class Result:
     focus: dict[int, tuple[int, float]]  # seed -> (epoch of the last snapshot, level-2 focus there)
     paper: dict[str, float]  # metric -> the paper's Att - U-Net difference of means
     levels: dict[str, tuple[float, float]]  # model -> its pancreas Dice mean, std over (seed, case) (models run)
+    damaged: list[str] = field(default_factory=list)  # runs left out: why their records cannot be read
 
 
 def _focus(runs_dir: str | Path, condition: str, seeds: Sequence[int]) -> dict[int, tuple[int, float]]:
@@ -47,43 +45,26 @@ def _focus(runs_dir: str | Path, condition: str, seeds: Sequence[int]) -> dict[i
 
     out = {}
     for seed in seeds:
-        snapshots = RunFolder(run_dir_of(runs_dir, condition, "attention_unet", seed)).read_snapshots()
-        if snapshots:
-            last = snapshots[max(snapshots)]
-            out[seed] = (max(snapshots), attention_focus(last[FOCUS_LEVEL], last["label"]))
+        found = snapshots(runs_dir, condition, "attention_unet", seed)
+        if found:
+            last = found[max(found)]
+            out[seed] = (max(found), attention_focus(last[FOCUS_LEVEL], last["label"]))
     return out
-
-
-def _restricted(column: Column | None, seed: int) -> Column | None:
-    if column is None:
-        return None
-    return dataclasses.replace(column, cases={k: v for k, v in column.cases.items() if k[0] == seed})
 
 
 def read_results(runs_dir: str | Path, conditions: Mapping[str, Condition]) -> list[Result]:
     """Each condition's differences from the run records under runs_dir (conditions not run have n = 0)."""
-    from aunet.tables import paired
-
     results = []
     for c in conditions.values():
         unet = read_column(runs_dir, c.unet_from or c.name, "unet")
         att = read_column(runs_dir, c.name, "attention_unet")
-        metrics = METRICS
-        seeds = sorted(set(unet.seeds) & set(att.seeds)) if unet and att else []
-        per_seed = {s: {m: paired(_restricted(unet, s), _restricted(att, s), m) for m in metrics} for s in seeds}
-        paper = {m: PAPER[c.paper, "attention_unet"][m][0] - PAPER[c.paper, "unet"][m][0] for m in metrics}
-        levels = {model: col.mean_std("dice") for model, col in (("unet", unet), ("attention_unet", att)) if col}
-        results.append(Result(c, {m: paired(unet, att, m) for m in metrics}, per_seed,
-                              _focus(runs_dir, c.name, att.seeds if att else []), paper, levels))
+        seeds = sorted(set(unet.seeds) & set(att.seeds))
+        per_seed = {s: {m: paired_difference(*pairs(unet.only(s), att.only(s), m)) for m in METRICS} for s in seeds}
+        levels = {model: col.mean_std("dice") for model, col in (("unet", unet), ("attention_unet", att)) if col.seeds}
+        results.append(Result(c, {m: paired_difference(*pairs(unet, att, m)) for m in METRICS}, per_seed,
+                              _focus(runs_dir, c.name, att.seeds), {m: paper.gain(c.paper, m) for m in METRICS},
+                              levels, [*unet.damaged.values(), *att.damaged.values()]))
     return results
-
-
-def _signed(x: float) -> str:
-    return "n/a" if math.isnan(x) else f"{x:+.3f}"
-
-
-def _interval(d: Difference) -> str:
-    return "n/a" if d.n == 0 else f"{_signed(d.low)} to {_signed(d.high)}"
 
 
 def mean_focus(result: Result) -> float:
@@ -92,16 +73,15 @@ def mean_focus(result: Result) -> float:
 
 
 METRICS = ("dice", "recall", "precision")  # pre-registered: Dice and recall; precision is exploratory
-HEADER = ["condition", "changes", "pairs", "U-Net Dice", "Att U-Net Dice", "Δ Dice", "Δ Dice 95 % interval", "Δ Dice p",
-          "Δ recall", "Δ recall 95 % interval", "Δ recall p", "paper Δ Dice", "paper Δ recall", "Dice verdict",
-          "recall verdict",
-          FOCUS_TITLE, "Δ Dice p (Holm)", "Δ recall p (Holm)", "Δ precision (exploratory)",
-          "Δ precision 95 % interval", "Δ precision p"]
+HEADER = ["condition", "changes", "pairs", "U-Net Dice", "Att U-Net Dice", "Δ Dice [95 % interval]", "Δ Dice p",
+          "Δ recall [95 % interval]", "Δ recall p", "paper Δ Dice", "paper Δ recall", "Dice verdict", "recall verdict",
+          FOCUS_TITLE, "Δ Dice p (Holm)", "Δ recall p (Holm)", "Δ precision [95 % interval] (exploratory)",
+          "Δ precision p"]
 
 
 def _level(result: Result, model: str) -> str:
     mean, std = result.levels.get(model, (math.nan, math.nan))
-    return "not run" if math.isnan(mean) else f"{mean:.3f} ± {std:.3f}"
+    return text.NOT_RUN if math.isnan(mean) else text.mean_std(mean, std)
 
 
 def results_table(results: Sequence[Result]) -> Table:
@@ -111,28 +91,27 @@ def results_table(results: Sequence[Result]) -> Table:
     rows = []
     for r in results:
         d, rec, pre = r.diffs["dice"], r.diffs["recall"], r.diffs["precision"]
-        holm_dice, holm_recall = format_p(next(adjusted)), format_p(next(adjusted))
+        holm_dice, holm_recall = text.p_value(next(adjusted)), text.p_value(next(adjusted))
         rows.append([r.condition.title, r.condition.changes, str(d.n), _level(r, "unet"), _level(r, "attention_unet"),
-                     _signed(d.mean), _interval(d), format_p(d.p),
-                     _signed(rec.mean), _interval(rec), format_p(rec.p), _signed(r.paper["dice"]),
-                     _signed(r.paper["recall"]), VERDICTS[verdict(d)], VERDICTS[verdict(rec)],
-                     "n/a" if math.isnan(mean_focus(r)) else f"{mean_focus(r):.2f}", holm_dice, holm_recall,
-                     _signed(pre.mean), _interval(pre), format_p(pre.p)])
+                     text.interval(d), text.p_value(d.p), text.interval(rec), text.p_value(rec.p),
+                     text.signed(r.paper["dice"]), text.signed(r.paper["recall"]), verdict(d), verdict(rec),
+                     text.number(mean_focus(r), 2), holm_dice, holm_recall, text.interval(pre), text.p_value(pre.p)])
     notes = ["Δ: Attention U-Net minus U-Net, pancreas, on the held-out test cases, over the (seed, case) pairs both "
-             "were scored on (pairs); interval: 95 % bootstrap; p: two-sided Wilcoxon signed-rank (aunet.stats).",
+             "were scored on (pairs): mean difference [95 % bootstrap interval]; p: two-sided Wilcoxon signed-rank "
+             "(aunet.stats).",
              "U-Net Dice, Att U-Net Dice: each model's pancreas Dice, mean ± std over its (seed, case) scores: how "
              "well the two models segment at all, which a difference alone does not say.",
              "Holm: the p value adjusted (Holm-Bonferroni) over the family of the "
-             f"{sum(not math.isnan(p) for p in family)} pre-registered tests (Dice and recall of every condition run), "
-             "for reading many rows at once; the verdicts use the unadjusted p, as registered.",
+             f"{sum(not math.isnan(p) for p in family)} pre-registered tests (Dice and recall of every condition "
+             "run), for reading many rows at once; the verdicts use the unadjusted p, as registered.",
              "Δ precision: not pre-registered (Dice and recall were); shown to read the recall difference by, "
              "with no verdict.",
-             "verdict: attention helps = interval above 0 and p < 0.05; attention hurts = interval below 0 and "
-             "p < 0.05; else inconclusive at this budget.",
+             f"verdict (does attention raise it?): {text.VERDICT_RULE}.",
              "paper Δ: the paper's Attention U-Net minus U-Net means (Oktay et al., MIDL 2018; 120/30, or 30/120 for "
              "less data); it reports no test. The phantom runs are not comparable with the paper's numbers.",
              f"focus: mean alpha on the pancreas / elsewhere at {FOCUS_LEVEL}, on the snapshot slice of each "
-             "Attention U-Net run's last epoch (notebook 05), averaged over seeds; per seed in study_focus."]
+             "Attention U-Net run's last epoch (notebook 05), averaged over seeds; per seed in study_focus.",
+             *(f"{r.condition.title}: a run left out ({text.UNREADABLE}): {why}" for r in results for why in r.damaged)]
     return Table("study_differences", "Does attention help? Attention U-Net minus U-Net, per condition", HEADER,
                  rows, notes)
 
@@ -144,9 +123,8 @@ def focus_table(results: Sequence[Result]) -> Table:
         for seed in sorted(set(r.per_seed) | set(r.focus)):
             epoch, focus = r.focus.get(seed, (0, math.nan))
             diffs = r.per_seed.get(seed, {})
-            cells = [_signed(diffs[m].mean) if m in diffs else "n/a" for m in ("dice", "recall")]
-            rows.append([r.condition.title, str(seed), "n/a" if math.isnan(focus) else f"{focus:.2f}",
-                         str(epoch) if epoch else "n/a", *cells,
+            cells = [text.signed(diffs[m].mean) if m in diffs else text.NA for m in ("dice", "recall")]
+            rows.append([r.condition.title, str(seed), text.number(focus, 2), str(epoch) if epoch else text.NA, *cells,
                          str(diffs["dice"].n) if "dice" in diffs else "0"])
     return Table("study_focus", "Attention focus beside the Dice difference, per condition and seed",
                  ["condition", "seed", FOCUS_TITLE, "snapshot epoch", "Δ Dice", "Δ recall", "test cases"],
@@ -160,12 +138,11 @@ def conclusions(table: Table) -> list[str]:
     for row in table.rows:
         cell = dict(zip(table.header, row))
         if cell["pairs"] == "0":
-            out.append(f"{cell['condition']}: not run.")
+            out.append(f"{cell['condition']}: {text.NOT_RUN}.")
             continue
-        out.append(f"{cell['condition']}: Attention U-Net minus U-Net pancreas Dice {cell['Δ Dice']} (95 % interval "
-                   f"{cell['Δ Dice 95 % interval']}, p {cell['Δ Dice p']}, Holm {cell['Δ Dice p (Holm)']}; "
-                   f"{cell['Dice verdict']}) and recall {cell['Δ recall']} ({cell['Δ recall 95 % interval']}, p "
-                   f"{cell['Δ recall p']}, Holm {cell['Δ recall p (Holm)']}; "
+        out.append(f"{cell['condition']}: Attention U-Net minus U-Net pancreas Dice {cell['Δ Dice [95 % interval]']} "
+                   f"(p {cell['Δ Dice p']}, Holm {cell['Δ Dice p (Holm)']}; {cell['Dice verdict']}) and recall "
+                   f"{cell['Δ recall [95 % interval]']} (p {cell['Δ recall p']}, Holm {cell['Δ recall p (Holm)']}; "
                    f"{cell['recall verdict']}) over {cell['pairs']} case x seed pairs, at U-Net Dice "
                    f"{cell['U-Net Dice']} and Attention U-Net Dice {cell['Att U-Net Dice']}; the paper: Dice "
                    f"{cell['paper Δ Dice']}, recall {cell['paper Δ recall']}.")
@@ -175,13 +152,15 @@ def conclusions(table: Table) -> list[str]:
 def focus_sentence(per_seed: Table) -> str:
     """Spearman's rank correlation of focus and Dice gain over the per-seed table's runs (its cells, as printed)."""
     cells = [dict(zip(per_seed.header, row)) for row in per_seed.rows]
-    points = [(float(c[FOCUS_TITLE]), float(c["Δ Dice"])) for c in cells if "n/a" not in (c[FOCUS_TITLE], c["Δ Dice"])]
+    points = [(float(c[FOCUS_TITLE]), float(c["Δ Dice"])) for c in cells
+              if text.NA not in (c[FOCUS_TITLE], c["Δ Dice"])]
     r = rank_correlation([f for f, _ in points], [d for _, d in points])
     if math.isnan(r.rho):
-        return (f"Focus and gain: {r.n} Attention U-Net run(s) with a focus and a Dice difference: fewer than 3, "
-                "or all alike, so no correlation.")
+        return (f"Focus and gain: {r.n} Attention U-Net run(s) with a focus and a Dice difference: fewer than 3, or "
+                "all alike, so no correlation.")
     return (f"Focus and gain: over the {r.n} Attention U-Net runs (every condition and seed), Spearman's rank "
-            f"correlation of the level-2 focus with that seed's Dice difference is {r.rho:+.2f} (p {format_p(r.p)}).")
+            f"correlation of the level-2 focus with that seed's Dice difference is {text.signed(r.rho, 2)} "
+            f"(p {text.p_value(r.p)}).")
 
 
 def forest_rows(results: Sequence[Result]) -> tuple[list[str], dict[str, list[Difference]], dict[str, list[float]]]:
@@ -198,28 +177,21 @@ def focus_points(results: Sequence[Result]) -> list[tuple[str, float, float]]:
             for s in sorted(set(r.focus) & set(r.per_seed))]
 
 
-README_MARKERS = "study results"  # <!-- study results: start --> ... end --> in the README
+README_SECTION = "study results"  # the README's generated region (aunet.text.replace_marked)
 
 
 def readme_section(table: Table, sentences: Sequence[str], base: Config, seeds: Sequence[int]) -> str:
     """The README's "Does attention help?" results: the forest plot and the conclusions (the table's cells)."""
     conditions = ", ".join(row[0] for row in table.rows)
-    lines = [f"Generated by notebook 08 (`make study`) from the run records in `results/runs/study/`: "
+    lines = ["Generated by notebook 08 (`make study`) from the run records in `results/runs/study/`: "
              f"{len(table.rows)} conditions ({conditions}), baseline {base.epochs} epochs x "
-             f"{base.iterations_per_epoch} steps, seeds {', '.join(map(str, seeds))}. Attention U-Net minus U-Net, "
-             "pancreas, held-out test cases, over the "
+             f"{base.iterations_per_epoch} steps, seeds {', '.join(map(str, seeds))}. "
+             "Attention U-Net minus U-Net, pancreas, held-out test cases, over the "
              "(seed, case) pairs; the table with each model's Dice, the focus and the exploratory precision "
              "difference is `results/tables/study_differences.md`, per seed `results/tables/study_focus.md`.", "",
              "![Attention U-Net minus U-Net per condition](figures/study_forest.png)", ""]
     lines += [f"- {s}" for s in sentences]
     return "\n".join(lines)
-
-
-def update_readme(readme: str | Path, section: str) -> None:
-    """Replace the text between the README's study markers by `section` (atomically)."""
-    from aunet.io import replace_marked
-
-    replace_marked(readme, README_MARKERS, section)
 
 
 def write_results(results: Sequence[Result], out_dir: str | Path) -> tuple[Table, Table, list[str]]:

@@ -1,22 +1,26 @@
 """Markdown tables rendered from the raw results JSON of one benchmark run, and docs/benchmarks.md filled with them.
 
-docs/benchmarks.md is prose written by hand around regions
+docs/benchmarks.md is prose written by hand around generated regions (aunet.text's markers)
 
-    <!-- generated: NAME -->
+    <!-- NAME: start -->
     ...
-    <!-- end -->
+    <!-- NAME: end -->
 
 whose content `fill_docs` replaces with `REGIONS[NAME](results)`; nothing between the markers is kept.
+Tables and ratios are written by aunet.text, the paper's numbers read from aunet.paper.
 """
 from __future__ import annotations
 
-import re
 import statistics
 from typing import Callable
 
+from aunet import paper
+from aunet.text import fill_marked, markdown_table, marked_names, ratio
+
 # The paper's inference times: one forward pass of a 160x160x96 volume, batch 1, on a GPU (poster table).
-PAPER_GPU_S = {"aunet.UNet": 0.167, "aunet.AttentionUNet": 0.179}
-PAPER_SIZE = [160, 160, 96]
+PAPER_GPU_S = {f"aunet.{name}": paper.RESULTS[paper.COST_EXPERIMENT, model]["seconds"]
+               for name, model in (("UNet", "unet"), ("AttentionUNet", "attention_unet"))}
+PAPER_SIZE = list(paper.INPUT_SIZE)
 GIB = 2**30
 
 
@@ -31,11 +35,6 @@ def _size(size: list[int], batch: int = 1) -> str:
 
 def _gib(n: float | None) -> str:
     return "-" if n is None else f"{n / GIB:.2f} GiB"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in rows])
 
 
 def ratios(results: dict, kind: str, key: str, stat=med) -> dict[str, float]:
@@ -56,9 +55,11 @@ def summary(results: dict) -> str:
         fwd_min = ratios(results, "forward", key, stat=min)
         at_paper_size = results["forward"][key]["size"] == PAPER_SIZE
         for name in fwd:
-            paper = "1.07 (0.179 / 0.167 s)" if at_paper_size and name == "aunet.AttentionUNet / aunet.UNet" else "-"
-            rows.append([name, size, f"{fwd[name]:.3f}", f"{fwd_min[name]:.3f}", f"{bwd[name]:.3f}", paper])
-    return _table(["time ratio (same run)", "input", "forward (medians)", "forward (minima)",
+            paper_cell = (f"{ratio(paper.cost_ratio('seconds'))} ({PAPER_GPU_S['aunet.AttentionUNet']:.3f} / "
+                          f"{PAPER_GPU_S['aunet.UNet']:.3f} s)"
+                          if at_paper_size and name == "aunet.AttentionUNet / aunet.UNet" else "-")
+            rows.append([name, size, ratio(fwd[name]), ratio(fwd_min[name]), ratio(bwd[name]), paper_cell])
+    return markdown_table(["time ratio (same run)", "input", "forward (medians)", "forward (minima)",
                    "forward+backward (medians)", "paper (GPU), forward"], rows)
 
 
@@ -81,7 +82,7 @@ def timing_table(results: dict, key: str) -> str:
               "GFLOP/s fwd (% of matmul)", "GFLOP/s fwd+bwd (% of matmul)", "peak mem fwd", "peak mem fwd+bwd"]
     n = (len(fwd["times"][next(iter(fwd["times"]))]), len(bwd["times"][next(iter(bwd["times"]))]))
     return (f"Input 1x1x{_size(fwd['size'])}; median of {n[0]} (forward) / {n[1]} (forward+backward) "
-            f"interleaved repeats.\n\n" + _table(header, rows))
+            f"interleaved repeats.\n\n" + markdown_table(header, rows))
 
 
 def training_table(results: dict) -> str:
@@ -91,7 +92,7 @@ def training_table(results: dict) -> str:
         for name, times in entry["times"].items():
             rows.append([name, _size(entry["size"], entry["batch"]), f"{med(times):.3f}",
                          f"{voxels / med(times) / 1e6:.3f}"])
-    return _table(["model", "batch x patch", "s / step", "M voxels / s"], rows)
+    return markdown_table(["model", "batch x patch", "s / step", "M voxels / s"], rows)
 
 
 def variants_table(results: dict) -> str:
@@ -103,7 +104,7 @@ def variants_table(results: dict) -> str:
         rows.append([name, f"{tf:.3f}", f"{base['forward'] / tf:.2f}x", f"{tb:.3f}",
                      f"{base['forward_backward'] / tb:.2f}x"])
     return (f"aunet.AttentionUNet, input 1x1x{_size(v['forward']['size'])}, variants interleaved.\n\n"
-            + _table(["variant", "forward s", "speed-up", "fwd+bwd s", "speed-up"], rows))
+            + markdown_table(["variant", "forward s", "speed-up", "fwd+bwd s", "speed-up"], rows))
 
 
 def fastconv_table(results: dict) -> str:
@@ -114,10 +115,10 @@ def fastconv_table(results: dict) -> str:
     for entry in f.values():
         t = {n: med(v) for n, v in entry["times"].items()}
         shipped = t["monai.AttentionUnet (as shipped)"]
-        rows = [[n, f"{v:.3f}", f"{v / shipped:.3f}"] for n, v in t.items()]
+        rows = [[n, f"{v:.3f}", ratio(v / shipped)] for n, v in t.items()]
         repeats = len(next(iter(entry["times"].values())))
         parts.append(f"Input 1x1x{_size(entry['size'])}, forward+backward, median of {repeats} "
-                     f"interleaved repeats.\n\n" + _table(["model (convolution path)", "fwd+bwd s",
+                     f"interleaved repeats.\n\n" + markdown_table(["model (convolution path)", "fwd+bwd s",
                                                             "/ monai.AttentionUnet as shipped"], rows))
     return "\n\n".join(parts)
 
@@ -133,10 +134,10 @@ def switches_table(results: dict) -> str:
             t = {n: med(v) for n, v in entry["times"].items()}
             n_rep = len(next(iter(entry["times"].values())))
             for name, v in t.items():
-                rows.append([label, _size(entry["size"]), n_rep, name, f"{v:.3f}", f"{v / t['default']:.3f}"])
+                rows.append([label, _size(entry["size"]), n_rep, name, f"{v:.3f}", ratio(v / t['default'])])
     return ("aunet.AttentionUNet, batch 1, with the named speed-ups off (the same weights), interleaved with "
             "the default in one process (medians).\n\n"
-            + _table(["step", "input", "repeats", "setting", "time s", "/ default"], rows))
+            + markdown_table(["step", "input", "repeats", "setting", "time s", "/ default"], rows))
 
 
 def allocator_table(results: dict) -> str:
@@ -154,14 +155,14 @@ def allocator_table(results: dict) -> str:
         rows.append([model, setting if in_effect else f"{setting} (not in effect: no glibc)",
                      f"{t[name]:.3f}", f"{speedup:.2f}x", f"{med(r['minor_faults']):,.0f}", _gib(r["peak_rss_bytes"])])
     (_, _, a_name), (_, _, m_name) = results["pairs"]
-    ratio = {s: t[f"{a_name}, reuse {s}"] / t[f"{m_name}, reuse {s}"] for s in ("on", "off")
+    reuse = {s: t[f"{a_name}, reuse {s}"] / t[f"{m_name}, reuse {s}"] for s in ("on", "off")
              if f"{a_name}, reuse {s}" in t and f"{m_name}, reuse {s}" in t}
     n = len(next(iter(runs.values()))["times"])
     return (f"Input 1x1x{_size(a['size'])}, forward+backward, median of {n} repeats after {a['warmup']} warm-up "
             f"steps, one fresh process per row.\n\n"
-            + _table(["model", "reuse_cpu_memory", "fwd+bwd s", "speed-up", "page faults / step",
+            + markdown_table(["model", "reuse_cpu_memory", "fwd+bwd s", "speed-up", "page faults / step",
                       "process peak RSS"], rows)
-            + "\n\n" + "; ".join(f"{a_name} / {m_name} with reuse {s}: {r:.3f}" for s, r in ratio.items()) + ".")
+            + "\n\n" + "; ".join(f"{a_name} / {m_name} with reuse {s}: {ratio(r)}" for s, r in reuse.items()) + ".")
 
 
 def sliding_table(results: dict) -> str:
@@ -177,7 +178,7 @@ def sliding_table(results: dict) -> str:
                      _gib(s["peak_bytes"]), _gib(s["peak_rss_bytes"])])
     if not rows:
         return "Not measured: no result."
-    return _table(["model", "volume", "patch", "overlap", "reuse_cpu_memory", "time s",
+    return markdown_table(["model", "volume", "patch", "overlap", "reuse_cpu_memory", "time s",
                    "peak memory (above the loaded image)", "process peak RSS"], rows)
 
 
@@ -216,7 +217,6 @@ HEADINGS = {"run": "The run", "ratios": "Ratios", "time-small": "Time and memory
             "variants": "Optional speed-ups", "fastconv": "aunet.fastconv",
             "switches": "aunet's model built with its speed-ups off in turn",
             "allocator": "CPU memory reuse", "sliding": "Whole-volume sliding-window inference"}
-_REGION = re.compile(r"(<!-- generated: ([\w-]+) -->\n).*?(<!-- end -->)", re.DOTALL)
 
 
 def render(results: dict) -> str:
@@ -226,11 +226,11 @@ def render(results: dict) -> str:
 
 def fill_docs(text: str, results: dict) -> str:
     """`text` (docs/benchmarks.md) with every generated region filled from `results`."""
-    found = [name for _, name, _ in _REGION.findall(text)]
+    found = marked_names(text)
     if not found:
-        raise ValueError("docs/benchmarks.md has no generated regions (<!-- generated: NAME --> ... <!-- end -->).")
+        raise ValueError("docs/benchmarks.md has no generated regions (<!-- NAME: start --> ... <!-- NAME: end -->).")
     unknown = sorted(set(found) - set(REGIONS))
     if unknown:
         raise ValueError(f"docs/benchmarks.md names unknown generated regions {unknown}; "
                          f"expected names from {', '.join(REGIONS)}.")
-    return _REGION.sub(lambda m: f"{m.group(1)}{REGIONS[m.group(2)](results)}\n{m.group(3)}", text)
+    return fill_marked(text, {name: REGIONS[name](results) for name in found}, "docs/benchmarks.md")

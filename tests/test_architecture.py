@@ -147,3 +147,60 @@ def test_the_foundation_and_the_data_commands_import_no_torch():
     code = "import sys, aunet\naunet.AttentionUNet\nprint('torch' in sys.modules)"
     heavy = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert heavy.stdout.strip() == "True", heavy.stderr  # the models still come with `aunet.AttentionUNet`
+def strings(path: Path) -> list[str]:
+    """Every string literal of a module (f-strings' literal parts too) but its docstrings."""
+    tree = ast.parse(path.read_text())
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    return [node.value for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
+
+
+def test_config_file_name_lives_in_the_run_folder_module():
+    holders = [name for name, path in modules().items() if "config.json" in path.read_text()]
+    assert holders == ["aunet.run"], f"'config.json' appears in {holders}"
+
+
+def test_only_aunet_records_builds_or_parses_the_runs_layout():
+    """<runs>/<experiment>/<model>/seed_<k>: no other module spells a seed folder (docstrings may describe it)."""
+    holders = [name for name, path in modules().items() if any("seed_" in s for s in strings(path))]
+    assert holders == ["aunet.records"], f"a 'seed_' string appears in {holders}"
+
+
+def _signed(value: ast.FormattedValue) -> bool:
+    """An f-string field with a sign in its format spec ({x:+.3f})."""
+    spec = value.format_spec
+    return spec is not None and any(isinstance(p, ast.Constant) and "+" in str(p.value) for p in ast.walk(spec))
+
+
+def _plus_minus(fstring: ast.JoinedStr) -> bool:
+    """'±' right after or right before a formatted field ({m:.3f} ± {s:.3f})."""
+    parts = fstring.values
+    for i, part in enumerate(parts):
+        if not (isinstance(part, ast.Constant) and "±" in part.value):
+            continue
+        after = i > 0 and isinstance(parts[i - 1], ast.FormattedValue) and part.value.lstrip().startswith("±")
+        before = (i + 1 < len(parts) and isinstance(parts[i + 1], ast.FormattedValue)
+                  and part.value.rstrip().endswith("±"))
+        if after or before:
+            return True
+    return False
+
+
+def signed_or_plus_minus(path: Path) -> bool:
+    """Whether a module formats a signed number or writes '±' next to a formatted value."""
+    nodes = list(ast.walk(ast.parse(path.read_text())))
+    return (any(isinstance(n, ast.FormattedValue) and _signed(n) for n in nodes)
+            or any(isinstance(n, ast.JoinedStr) and _plus_minus(n) for n in nodes))
+
+
+def test_only_aunet_text_spells_intervals_differences_and_mean_std():
+    """Differences, intervals and mean ± std are written by aunet.text, so one number has one spelling."""
+    holders = [name for name, path in modules().items() if signed_or_plus_minus(path)]
+    assert holders == ["aunet.text"], f"signed numbers or '±' formatted in {holders}"
+    for name in ("format_p", "format_interval", "replace_marked", "PAPER"):  # the formatters and numbers that moved
+        defined = [m for m, path in modules().items() for node in ast.walk(ast.parse(path.read_text()))
+                   if isinstance(node, (ast.FunctionDef, ast.Assign)) and name in
+                   ([node.name] if isinstance(node, ast.FunctionDef) else [getattr(t, "id", "") for t in node.targets])]
+        assert defined in ([], ["aunet.text"]), f"{name} defined in {defined}"

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from aunet.text import marked_names
 from benchmarks import benchmark, fresh, probes
 from benchmarks import measure as bench_measure
 from benchmarks import models as bench_models
@@ -86,16 +87,16 @@ def test_docs_are_the_stored_results_rendered():
     assert bench_report.fill_docs(docs, results) == docs, "rerun: python -m benchmarks.benchmark --render " \
                                                           "benchmarks/out/results.json --write-docs"
     assert f"started {results['date']}" in docs and "Commit: " in docs
-    assert {name for _, name, _ in bench_report._REGION.findall(docs)} == set(bench_report.REGIONS)
+    assert set(marked_names(docs)) == set(bench_report.REGIONS)
 
 
 def test_fill_docs_replaces_regions_and_rejects_unknown_names():
     results = {"pairs": bench_models.PAIRS, "allocator": {}}
-    text = "prose\n<!-- generated: allocator -->\nold\n<!-- end -->\nmore prose\n"
+    text = "prose\n<!-- allocator: start -->\nold\n<!-- allocator: end -->\nmore prose\n"
     filled = bench_report.fill_docs(text, results)
-    assert filled.startswith("prose\n<!-- generated: allocator -->\nNot measured") and filled.endswith("more prose\n")
+    assert filled.startswith("prose\n<!-- allocator: start -->\nNot measured") and filled.endswith("more prose\n")
     assert "old" not in filled and bench_report.fill_docs(filled, results) == filled
     with pytest.raises(ValueError, match="unknown generated regions"):
-        bench_report.fill_docs("<!-- generated: nope -->\n<!-- end -->", results)
+        bench_report.fill_docs("<!-- nope: start -->\n<!-- nope: end -->", results)
     with pytest.raises(ValueError, match="no generated regions"):
         bench_report.fill_docs("just prose", results)

@@ -9,7 +9,8 @@ import pytest
 
 from aunet.cli import main
 from aunet.errors import AunetError
-from aunet.reproduce import reproduce, reproduction_notebooks, update_readme
+from aunet.reproduce import README_SECTION, reproduce, reproduction_notebooks
+from aunet.text import replace_marked
 
 from conftest import NOTEBOOKS, SMOKE_PARAMETERS
 
@@ -74,13 +75,13 @@ README_START, README_END = "<!-- reproduction results: start -->", "<!-- reprodu
 def test_readme_section_between_markers(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(f"# title\n\n{README_START}\nold\n{README_END}\n\nrest\n")
-    update_readme(readme, "new numbers")
+    replace_marked(readme, README_SECTION, "new numbers")
     assert readme.read_text() == f"# title\n\n{README_START}\nnew numbers\n{README_END}\n\nrest\n"
     (tmp_path / "other.md").write_text("no markers")
     with pytest.raises(AunetError, match="lacks the markers"):
-        update_readme(tmp_path / "other.md", "x")
+        replace_marked(tmp_path / "other.md", README_SECTION, "x")
     with pytest.raises(AunetError, match="missing.md: cannot be read"):
-        update_readme(tmp_path / "missing.md", "x")
+        replace_marked(tmp_path / "missing.md", README_SECTION, "x")
 
 
 def test_cli_refuses_a_folder_without_notebooks(tmp_path, monkeypatch, capsys):

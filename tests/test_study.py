@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from aunet import paper
 from aunet.config import Config
 from aunet.errors import AunetError
 from aunet.experiments import EXPERIMENTS, experiment_config
 from aunet.run import RunFolder
-from aunet.stats import format_p, holm, paired_difference, rank_correlation
+from aunet.stats import holm, paired_difference, rank_correlation
 from aunet.study import (
     DEFAULT_DATASETS,
     PHANTOM_OPTIONS,
@@ -24,6 +25,7 @@ from aunet.study import (
     write_study_phantoms,
 )
 from aunet.study_report import (
+    README_SECTION,
     conclusions,
     focus_points,
     focus_sentence,
@@ -32,9 +34,8 @@ from aunet.study_report import (
     read_results,
     readme_section,
     results_table,
-    update_readme,
 )
-from aunet.tables import PAPER
+from aunet.text import p_value, replace_marked
 
 # what each condition names: the only Config fields in which its runs may differ from the baseline's
 NAMED = {"baseline": set(), "steps_2x": {"epochs", "snapshot_epochs"}, "paper_recipe": {"loss", "lr", "lr_step"},
@@ -112,17 +113,20 @@ def test_table_conclusions_forest_and_focus_come_from_the_records(tmp_path):
     row = dict(zip(table.header, table.rows[0]))
     dice = paired_difference(sum((scores[s][0] for s in (0, 1)), []), sum((scores[s][1] for s in (0, 1)), []))
     recall = paired_difference(sum((scores[s][2] for s in (0, 1)), []), sum((scores[s][3] for s in (0, 1)), []))
-    assert row["pairs"] == "6" and row["Δ Dice"] == f"{dice.mean:+.3f}" and row["Δ Dice p"] == format_p(dice.p)
-    assert row["Δ Dice 95 % interval"] == f"{dice.low:+.3f} to {dice.high:+.3f}"
-    assert row["Δ recall"] == f"{recall.mean:+.3f}" and row["Δ recall p"] == format_p(recall.p)
+    assert row["pairs"] == "6" and row["Δ Dice p"] == p_value(dice.p)
+    assert row["Δ Dice [95 % interval]"] == f"{dice.mean:+.3f} [{dice.low:+.3f}, {dice.high:+.3f}]"
+    assert row["Δ recall [95 % interval]"].startswith(f"{recall.mean:+.3f} [")
+    assert row["Δ recall p"] == p_value(recall.p)
     u_all, a_all = sum((scores[s][0] for s in (0, 1)), []), sum((scores[s][1] for s in (0, 1)), [])
     assert row["U-Net Dice"] == f"{np.mean(u_all):.3f} ± {np.std(u_all):.3f}"  # each model's level, cases x seeds
     assert row["Att U-Net Dice"] == f"{np.mean(a_all):.3f} ± {np.std(a_all):.3f}"
-    assert row["Δ precision (exploratory)"] == "+0.000" and row["Δ precision p"] == format_p(1.0)  # 0.5 in both
-    paper = PAPER["ct150_120_30", "attention_unet"]["dice"][0] - PAPER["ct150_120_30", "unet"]["dice"][0]
-    assert row["paper Δ Dice"] == f"{paper:+.3f}" and row["focus (level 2)"] == "3.00"
+    assert row["Δ precision [95 % interval] (exploratory)"] == "+0.000 [+0.000, +0.000]"  # 0.5 in both
+    assert row["Δ precision p"] == p_value(1.0)
+    gain = paper.gain("ct150_120_30", "dice")
+    assert row["paper Δ Dice"] == f"{gain:+.3f}" and row["focus (level 2)"] == "3.00"
     gate = dict(zip(table.header, table.rows[list(conditions).index("one_gate")]))  # paired with the baseline U-Net
-    assert gate["pairs"] == "6" and float(gate["Δ Dice"]) == pytest.approx(dice.mean - 0.1, abs=1e-3)
+    gate_gain = float(gate["Δ Dice [95 % interval]"].split()[0])
+    assert gate["pairs"] == "6" and gate_gain == pytest.approx(dice.mean - 0.1, abs=1e-3)
     less = dict(zip(table.header, table.rows[list(conditions).index("less_data")]))
     assert less["pairs"] == "0" and less["paper Δ Dice"] == "+0.026"  # 0.767 - 0.741, the paper's 30/120
     # Holm over the pre-registered family: the Dice and recall tests of the conditions that ran (baseline, one gate)
@@ -130,8 +134,8 @@ def test_table_conclusions_forest_and_focus_come_from_the_records(tmp_path):
                                   [d - 0.1 for s in (0, 1) for d in scores[s][1]])
     family = holm([dice.p, recall.p, gate_dice.p, recall.p])
     holm_cells = [row["Δ Dice p (Holm)"], row["Δ recall p (Holm)"], gate["Δ Dice p (Holm)"]]
-    assert holm_cells == [format_p(p) for p in family[:3]]
-    assert less["Δ Dice p (Holm)"] == format_p(math.nan)
+    assert holm_cells == [p_value(p) for p in family[:3]]
+    assert less["Δ Dice p (Holm)"] == p_value(math.nan)
     # the conclusions: one sentence per condition, each number a cell of its row
     sentences = conclusions(table)
     assert len(sentences) == len(table.rows)
@@ -141,12 +145,12 @@ def test_table_conclusions_forest_and_focus_come_from_the_records(tmp_path):
         if cell["pairs"] == "0":
             assert sentence.endswith("not run.")
             continue
-        for key in ("Δ Dice", "Δ Dice 95 % interval", "Δ Dice p", "Δ recall", "Δ recall 95 % interval",
-                    "Δ recall p", "pairs", "paper Δ Dice", "paper Δ recall", "Dice verdict", "U-Net Dice",
-                    "Att U-Net Dice", "Δ Dice p (Holm)", "Δ recall p (Holm)"):
+        for key in ("Δ Dice [95 % interval]", "Δ Dice p", "Δ recall [95 % interval]", "Δ recall p", "pairs",
+                    "paper Δ Dice", "paper Δ recall", "Dice verdict", "U-Net Dice", "Att U-Net Dice",
+                    "Δ Dice p (Holm)", "Δ recall p (Holm)"):
             assert cell[key] in sentence, (key, sentence)
     labels, diffs, paper_marks = forest_rows(results)
-    assert labels == [r[0] for r in table.rows] and diffs["Dice"][0] == dice and paper_marks["Dice"][0] == paper
+    assert labels == [r[0] for r in table.rows] and diffs["Dice"][0] == dice and paper_marks["Dice"][0] == gain
     per_seed = focus_table(results)
     assert [r[:4] for r in per_seed.rows[:2]] == [["baseline (120/30)", "0", "3.00", "1"],
                                                   ["baseline (120/30)", "1", "3.00", "1"]]
@@ -159,11 +163,12 @@ def test_table_conclusions_forest_and_focus_come_from_the_records(tmp_path):
     per_seed.rows[:] = [[*r[:2], f, *r[3:]] for r, f in zip(per_seed.rows[:2], ("1.50", "2.50"))] + [
         ["one gate", "0", "1.00", "1", "-0.100", "+0.000", "3"]]
     rho = rank_correlation([1.5, 2.5, 1.0], [float(per_seed.rows[0][4]), float(per_seed.rows[1][4]), -0.1])
-    assert focus_sentence(per_seed).endswith(f"is {rho.rho:+.2f} (p {format_p(rho.p)}).")
+    assert focus_sentence(per_seed).endswith(f"is {rho.rho:+.2f} (p {p_value(rho.p)}).")
     # the README's section: the table's cells and the sentences, between the study markers, prose kept
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- study results: start -->\nplaceholder\n<!-- study results: end -->\noutro\n")
-    update_readme(readme, readme_section(table, sentences, baseline_config("quick", epochs_scale=0.3), [0, 1]))
+    replace_marked(readme, README_SECTION,
+                   readme_section(table, sentences, baseline_config("quick", epochs_scale=0.3), [0, 1]))
     text = readme.read_text()
     assert text.startswith("intro\n<!-- study results: start -->\n") and text.endswith("end -->\noutro\n")
     assert "placeholder" not in text and "6 epochs x 25 steps, seeds 0, 1" in text
@@ -171,7 +176,7 @@ def test_table_conclusions_forest_and_focus_come_from_the_records(tmp_path):
     assert all(f"- {s}" in text for s in sentences) and "figures/study_forest.png" in text
     readme.write_text("no markers")
     with pytest.raises(AunetError, match="lacks the markers <!-- study results: start -->"):
-        update_readme(readme, "x")
+        replace_marked(readme, README_SECTION, "x")
 
 
 def test_study_phantoms_are_written_once_from_the_same_bodies(tmp_path):

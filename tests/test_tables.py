@@ -1,5 +1,7 @@
 """The paper's tables from raw run records: measured cells from the records, paper cells from its Tables 1 and 2."""
 import csv
+import json
+import re
 from pathlib import Path
 
 import matplotlib
@@ -13,18 +15,18 @@ from aunet.tables import build_table, build_tables, dice_columns, write_tables
 
 matplotlib.use("Agg")
 
-# the paper's Tables 1 and 2 (Oktay et al., MIDL 2018), transcribed here independently of aunet.tables.PAPER
+# The paper's poster, transcribed here independently of aunet.paper.RESULTS: column -> row -> cell
 REFERENCE_TABLE1 = {
-    "U-Net (120/30)": ["0.814±0.116", "0.848±0.110", "0.806±0.126", "2.358±1.464", "5.88 M", "0.167 s"],
-    "Att U-Net (120/30)": ["0.840±0.087", "0.849±0.098", "0.841±0.092", "1.920±1.284", "6.40 M", "0.179 s"],
-    "U-Net (30/120)": ["0.741±0.137", "0.789±0.176", "0.743±0.179", "3.765±3.452", "5.88 M", "0.167 s"],
-    "Att U-Net (30/120)": ["0.767±0.132", "0.794±0.150", "0.762±0.145", "3.507±3.814", "6.40 M", "0.179 s"],
+    "U-Net (120/30)": ["0.814 ± 0.116", "0.848 ± 0.110", "0.806 ± 0.126", "2.358 ± 1.464", "5.88 M", "0.167 s"],
+    "Att U-Net (120/30)": ["0.840 ± 0.087", "0.849 ± 0.098", "0.841 ± 0.092", "1.920 ± 1.284", "6.40 M", "0.179 s"],
+    "U-Net (30/120)": ["0.741 ± 0.137", "0.789 ± 0.176", "0.743 ± 0.179", "3.765 ± 3.452", "5.88 M", "0.167 s"],
+    "Att U-Net (30/120)": ["0.767 ± 0.132", "0.794 ± 0.150", "0.762 ± 0.145", "3.507 ± 3.814", "6.40 M", "0.179 s"],
 }
 REFERENCE_TABLE2 = {
-    "U-Net (61/21)": ["0.815±0.068", "0.815±0.105", "0.826±0.062", "2.576±1.180"],
-    "Att U-Net (61/21)": ["0.821±0.057", "0.815±0.093", "0.835±0.057", "2.333±0.856"],
-    "U-Net fine-tune": ["0.820±0.043", "0.824±0.070", "0.828±0.064", "2.464±0.529"],
-    "Att U-Net fine-tune": ["0.831±0.038", "0.825±0.073", "0.840±0.053", "2.305±0.568"],
+    "U-Net (61/21)": ["0.815 ± 0.068", "0.815 ± 0.105", "0.826 ± 0.062", "2.576 ± 1.180"],
+    "Att U-Net (61/21)": ["0.821 ± 0.057", "0.815 ± 0.093", "0.835 ± 0.057", "2.333 ± 0.856"],
+    "U-Net fine-tune": ["0.820 ± 0.043", "0.824 ± 0.070", "0.828 ± 0.064", "2.464 ± 0.529"],
+    "Att U-Net fine-tune": ["0.831 ± 0.038", "0.825 ± 0.073", "0.840 ± 0.053", "2.305 ± 0.568"],
 }
 
 
@@ -64,7 +66,7 @@ def test_measured_cells_paper_cells_and_missing_runs(tmp_path):
     table = build_table("table1_ct150", tmp_path)
     params = sum(p.numel() for p in cfg.build_model().parameters())
     assert column(table, "Att U-Net (120/30) measured") == [
-        "0.612±0.034", "0.700±0.000", "0.550±0.000", "4.500±0.000", f"{params / 1e6:.2f} M", "timings.md",
+        "0.612 ± 0.034", "0.700 ± 0.000", "0.550 ± 0.000", "4.500 ± 0.000", f"{params / 1e6:.2f} M", "timings.md",
         "4 (4 cases)", "0", "2", "n/a", "n/a", "n/a", "n/a"]  # no U-Net run: no pairs
     for title, cells in REFERENCE_TABLE1.items():
         assert column(table, f"{title} paper")[:6] == cells
@@ -108,15 +110,19 @@ def test_claims_table_verdicts(tmp_path):
                      recall=[0.52, 0.58, 0.71, 0.39])
     claims = build_claims(tmp_path)
     by_claim = {row[0]: row for row in claims.rows}
-    dice = by_claim["Attention gates raise pancreas Dice"]
-    assert dice[2] == "-0.100" and dice[5] == "24" and dice[7] == "not supported"  # every pair loses 0.1
-    assert by_claim["Attention gates raise pancreas recall"][7] == "inconclusive at this budget"
-    assert by_claim["Attention helps more with less training data"][2] == "+0.000"
-    assert by_claim["Fine-tuning beats training from scratch on TCIA"][7] == "not run"
-    cost = by_claim["The gates cost little computation"]
-    assert cost[7] in ("supported", "not supported") and float(cost[2].split(";")[0]) > 1
+    dice = dict(zip(claims.header, by_claim["Attention gates raise pancreas Dice"]))
+    assert dice["effect [95 % interval]"] == "-0.100 [-0.100, -0.100]"  # every pair loses 0.1
+    assert dice["n"] == "24" and dice["verdict"] == "not supported"
+    assert by_claim["Attention gates raise pancreas recall"][-1] == "inconclusive"
+    assert by_claim["Attention helps more with less training data"][2].startswith("+0.000 [")
+    assert by_claim["Fine-tuning beats training from scratch on TCIA"][-1] == "not run"
+    cost = dict(zip(claims.header, by_claim["The gates cost little computation"]))
+    assert cost["verdict"] in ("supported", "not supported") and float(cost["effect [95 % interval]"].split(";")[0]) > 1
+    assert cost["paper"] == "1.088 params; 1.072 time"  # 6.40 M / 5.88 M; 0.179 s / 0.167 s
     sentences = claims_summary(claims)
-    assert len(sentences) == 5 and sentences[0].startswith("Attention gates raise pancreas Dice: not supported")
+    assert len(sentences) == 5
+    assert sentences[0] == ("Attention gates raise pancreas Dice: not supported (-0.100 [-0.100, -0.100], "
+                            f"p {dice['p']}, n 24).")
 
 
 def test_table2_paper_columns_and_cuda_runs(tmp_path):
@@ -125,19 +131,82 @@ def test_table2_paper_columns_and_cuda_runs(tmp_path):
     for title, cells in REFERENCE_TABLE2.items():
         assert column(table, f"{title} paper")[:4] == cells
         assert column(table, f"{title} paper")[4:6] == ["—", "—"]  # the paper's TCIA table has no params or times
-    assert column(table, "U-Net fine-tune measured")[0] == "0.800±0.050"
+    assert column(table, "U-Net fine-tune measured")[0] == "0.800 ± 0.050"
     assert set(column(table, "U-Net (61/21) measured")[:9]) == {"not run"}
     assert any("cuda" in note for note in table.notes)
 
 
-def test_two_class_model_and_bad_records(tmp_path):
+def test_two_class_model_and_a_missing_folder(tmp_path):
     fake_run(tmp_path / "tcia_61_21" / "unet", "unet", dice=(0.7, 0.1), cases=4, organs=("class1",))
-    assert column(build_table("table2_tcia", tmp_path), "U-Net (61/21) measured")[0] == "0.700±0.100"
-    (tmp_path / "tcia_61_21" / "unet" / "seed_0" / "evaluation_test_summary.json").write_text("{not json")
-    with pytest.raises(AunetError, match="evaluation_test_summary.json"):
-        build_table("table2_tcia", tmp_path)
+    assert column(build_table("table2_tcia", tmp_path), "U-Net (61/21) measured")[0] == "0.700 ± 0.100"
     with pytest.raises(AunetError, match="folder not found"):
         build_tables(tmp_path / "missing")
+
+
+def _history(run: Path) -> Path:
+    return run / "history.csv"
+
+
+def _evaluation(run: Path) -> Path:
+    return run / "evaluation_test.csv"
+
+
+def _text_in_a_number(run: Path) -> str:
+    """history.csv with a word where the second epoch's seconds belong."""
+    path = _history(run)
+    path.write_text(path.read_text().replace("\n2,1.0,0.5,0.001,1.0", "\n2,1.0,0.5,0.001,fast"))
+    return r"history.csv: line 3, column seconds: 'fast' is not a number"
+
+
+def _binary_bytes(run: Path) -> str:
+    """evaluation_test.csv overwritten in its middle by bytes that are not text."""
+    path = _evaluation(run)
+    data = bytearray(path.read_bytes())
+    data[40:48] = b"\xff\xfe\x00\x81\x9f\xc3\x28\xa0"
+    path.write_bytes(bytes(data))
+    return r"evaluation_test.csv: byte \d+ is not text"
+
+
+def _unknown_config_key(run: Path) -> str:
+    path = run / "config.json"
+    path.write_text(json.dumps(json.loads(path.read_text()) | {"learning_rate_typo": 1}))
+    return r"config.json: unknown key\(s\) learning_rate_typo"
+
+
+def _evaluated_without_config(run: Path) -> str:
+    (run / "config.json").unlink()
+    return r"seed_\d: has no config.json"
+
+
+def _summary_not_json(run: Path) -> str:
+    (run / "evaluation_test_summary.json").write_text("{not json")
+    return r"evaluation_test_summary.json: cannot be read"
+
+
+@pytest.mark.parametrize("damage", [_text_in_a_number, _binary_bytes, _unknown_config_key, _evaluated_without_config,
+                                    _summary_not_json])
+def test_a_damaged_run_is_left_out_in_one_line_naming_its_file(tmp_path, capsys, monkeypatch, damage):
+    """The tables are built from the other runs; the damaged seed is marked and named, on stderr in one line."""
+    monkeypatch.setattr("aunet.claims.forward_flops", lambda cfg: 1)  # not under test here, and slow to count
+    runs, out = tmp_path / "runs", tmp_path / "tables"
+    for seed in (0, 1):
+        fake_run(runs / "ct150_120_30" / "unet", "unet", dice=(0.5, 0.1), cases=4, seed=seed)
+        fake_run(runs / "ct150_120_30" / "attention_unet", "attention_unet", dice=(0.6, 0.1), cases=4, seed=seed)
+    fake_run(runs / "tcia_61_21" / "unet", "unet", dice=(0.7, 0.1), cases=4)
+    expected = damage(runs / "ct150_120_30" / "attention_unet" / "seed_1")
+    damage(runs / "tcia_61_21" / "unet" / "seed_0")  # the only run of its column
+    assert main(["tables", "--runs", str(runs), "--out", str(out)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(re.search(expected, line) for line in err), err
+    assert "attention_unet/seed_1" in err[0] and "tcia_61_21/unet/seed_0" in err[1]
+    table1, table2 = build_tables(runs)
+    att = column(table1, "Att U-Net (120/30) measured")
+    assert att[0] == "0.600 ± 0.100" and att[6:8] == ["4 (4 cases)", "0 (1 unreadable)"]
+    assert att[9] == "+0.100 [+0.100, +0.100] (n 4)"  # the pairs of seed 0
+    assert sum(bool(re.search(expected, note)) for note in table1.notes) == 1
+    assert set(column(table2, "U-Net (61/21) measured")[:9]) == {"unreadable"}
+    claims = (out / "claims.md").read_text()
+    assert "| 8 |" not in claims and len(re.findall(expected, claims)) == 2  # left out of the claims, and named
 
 
 def test_files_cli_and_dice_chart(tmp_path, capsys):
@@ -149,13 +218,33 @@ def test_files_cli_and_dice_chart(tmp_path, capsys):
     assert (out / "table1_ct150.md").read_text() == tables[0].to_markdown()
     with open(out / "table1_ct150.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert rows[0]["pancreas (test)"] == "Dice" and rows[0]["U-Net (30/120) measured"] == "0.420±0.200"
-    assert rows[0]["U-Net (30/120) paper"] == "0.741±0.137"
+    assert rows[0]["pancreas (test)"] == "Dice" and rows[0]["U-Net (30/120) measured"] == "0.420 ± 0.200"
+    assert rows[0]["U-Net (30/120) paper"] == "0.741 ± 0.137"
     assert main(["tables", "--runs", str(runs), "--out", str(out)]) == 0
-    assert "| Dice | not run | 0.814±0.116 |" in capsys.readouterr().out
+    assert "| Dice | not run | 0.814 ± 0.116 |" in capsys.readouterr().out
     assert main(["tables", "--runs", str(tmp_path / "nothing")]) == 2
     columns = dice_columns(runs)
     assert len(columns) == 8 and sum(c[1] is not None for c in columns) == 1
     from aunet.viz.plots import plot_dice_vs_paper
 
     assert len(plot_dice_vs_paper(columns).axes[0].patches) == 16
+
+
+def test_the_reproduction_leaves_out_a_damaged_run(tmp_path, monkeypatch):
+    """The manifest's seeds and the README's section are made from the readable runs; the damaged one is named."""
+    from aunet.reproduce import _runs, results_section
+
+    monkeypatch.setattr("aunet.claims.forward_flops", lambda cfg: 1)
+    runs = tmp_path / "runs"
+    for seed in (0, 1):
+        fake_run(runs / "ct150_120_30" / "unet", "unet", dice=(0.5, 0.1), cases=4, seed=seed)
+        fake_run(runs / "ct150_120_30" / "attention_unet", "attention_unet", dice=(0.6, 0.1), cases=4, seed=seed)
+    expected = _text_in_a_number(runs / "ct150_120_30" / "unet" / "seed_1")
+    seeds, seconds = _runs(runs, tmp_path)
+    assert seeds == {"ct150_120_30": [0, 1]} and len(seconds) == 3
+    manifest = {"machine": {"device": {"type": "cpu"}, "cpu": "test", "cpu_count": 1, "cpu_flags": []},
+                "times": {"notebooks": {"06_paper_tables.ipynb": 60.0}, "started": "2026-01-01T00:00", "seconds": 60},
+                "git": {"commit": "0" * 40, "dirty": False}, "profile": "quick", "seeds": seeds}
+    section = results_section(manifest, runs)
+    assert "| CT-150 (120/30) | 0.500 ± 0.100 | 0.600 ± 0.100 | +0.100 [+0.100, +0.100] |" in section
+    assert len(re.findall(expected, section)) == 1  # named once, below the results table
