@@ -293,7 +293,7 @@ def seed_difference(d: np.ndarray, resamples: int = BOOTSTRAP, seed: int = BOOTS
     """Mean of the per-seed mean differences of d (seeds, cases), its seed x case bootstrap interval, sign-flip p."""
     d = np.asarray(d, float)
     if d.ndim != 2:
-        raise ValueError(f"seed_difference needs a (seeds, cases) array of differences, got shape {d.shape}")
+        raise ValueError(f"A seed-aware difference needs a (seeds, cases) array of differences, got shape {d.shape}")
     scored = ~np.isnan(d)
     d = d[scored.any(axis=1)][:, scored.any(axis=0)]  # seeds and cases with at least one score
     means = per_seed_means(d)

@@ -52,10 +52,10 @@ from aunet.experiments import (
     Experiment,
     differences,
     experiment_config,
-    run_dir_of,
     run_experiment,
     run_state,
 )
+from aunet.records import run_path
 from aunet.run import RunFolder
 
 BASELINE = "ct150_120_30"  # the paper experiment whose dataset and split the baseline uses
@@ -215,6 +215,6 @@ def run_study(base: Config, runs_dir: str | Path, conditions: Mapping[str, Condi
                   dict(name=c.name, model=model, base=base, runs_dir=str(runs_dir), datasets=datasets, seed=seed,
                        experiments=experiments, continues=c.continues),
                   [(c.continues, model, seed)] if c.continues else [],
-                  run_dir=str(run_dir_of(runs_dir, c.name, model, seed)))
+                  run_dir=str(run_path(runs_dir, c.name, model, seed)))
              for c in conditions.values() for model in c.models for seed in seeds]
     return run_tasks(tasks, workers, progress)

@@ -6,7 +6,7 @@ before its first write to its end, and a second one is refused, naming the first
 continues from last.pt; `resume="auto"` does so when the folder holds a run and starts one otherwise. A new
 run never mixes with another's files: a folder holding any of them (from any epoch) is refused unless the
 run resumes them or `overwrite=True` deletes them first; a run stopped before its first epoch ended (a
-config.json of the same settings, no last.pt) starts again. One resume policy serves the notebooks and the CLI:
+config of the same settings, no last.pt) starts again. One resume policy serves the notebooks and the CLI:
 a run continues only with the settings it was trained with, except the fields in RESUMABLE_CHANGES
 (more epochs, another device, other snapshot epochs, a moved folder, the speed settings); `resume_config`
 builds such a Config from the saved one. Training batches are a pure function of (seed, epoch, step) (see
@@ -198,7 +198,7 @@ class Trainer:
             self.load_initial_weights(Path(self.cfg.init_checkpoint))
 
     def _stopped_in_first_epoch(self) -> bool:
-        """The folder holds this run's config.json (same settings) and no last.pt: nothing to resume, start again."""
+        """The folder holds this run's config (same settings) and no last.pt: nothing to resume, start again."""
         try:
             check_resumable(self.run.read_config(), self.cfg, self.run_dir)
         except AunetError:
