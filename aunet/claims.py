@@ -1,4 +1,5 @@
-"""The paper's claims, checked against the run records: measured effect, interval, p value, verdict.
+"""The paper's claims, checked against the run records: measured effect, interval, p value, verdict, and what
+the design could have detected.
 
 Oktay et al. (MIDL 2018) claim that attention gates
 
@@ -8,39 +9,60 @@ Oktay et al. (MIDL 2018) claim that attention gates
     4. and that fine-tuning the CT-150 model on TCIA beats training on TCIA from scratch;
     5. at little computational cost.
 
-Each row is computed from the same per-case records as the tables (aunet.records.read_column):
+Each row is computed from the same per-case records as the tables (aunet.records.read_column), with the
+training run as the unit (aunet.stats):
 
-    1, 2  Attention U-Net minus U-Net over every (experiment, case, seed) pair, pooled over the experiments
-          (each experiment's own paired row is in the tables): paired bootstrap interval, Wilcoxon p.
-    3     the Dice gain per pair at 30/120 minus the gain per pair at 120/30: two independent sets of pairs
-          (different test cases), bootstrap interval of the difference of means, Mann-Whitney U p.
-    4     fine-tuned minus from-scratch Dice on TCIA, paired by (model, case, seed).
+    1, 2  Attention U-Net minus U-Net, pooled over the experiments and paired by seed: a seed's runs of every
+          experiment are one replication, each experiment's test cases are cases of their own
+          (aunet.stats.paired_by_seed over (seed, (experiment, case)); each experiment's own Δ rows are in
+          the tables).
+    3     the Dice gain at 30/120 minus the gain at 120/30: two groups of runs trained on different data
+          (aunet.stats.independent_seed_difference: permutation tests of the groups' per-seed and per-case
+          mean gains); the per-seed cell lists each group's per-seed gains.
+    4     fine-tuned minus from-scratch Dice on TCIA, both models, paired by seed (over (seed, (model, case))).
     5     Attention U-Net / U-Net in parameters and in forward FLOPs on one inference window (counted by
           torch.utils.flop_counter; deterministic, unlike seconds, which are in timings.md).
+
+Each of rows 1-4 also states the smallest difference its design (its seeds and test cases, the sizes of the
+score model's parts measured on its own scores) detects with 80 % power: aunet.power.detectable_difference
+(claim 3: independent_detectable_difference), from fixed random draws, so the same records give the same
+table; "none" where the design cannot reach p < 0.05 at all (fewer than 6 seeds).
 
 Verdicts: aunet.stats.verdict, by the rule aunet.text.VERDICT_RULE. Claim 5 is supported when both ratios
 are at most COST_LIMIT (aunet.paper.cost_ratio: the paper's parameters +9 %, inference time +7 %).
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Mapping
 
+import numpy as np
 import torch
 
 from aunet import paper, text
 from aunet.config import Config
 from aunet.errors import AunetError
 from aunet.experiments import EXPERIMENTS, Experiment
-from aunet.records import Column, pairs, read_column
-from aunet.stats import Difference, independent_difference, paired_difference, verdict
+from aunet.power import detectable_difference, independent_detectable_difference
+from aunet.records import Column, read_column
+from aunet.stats import (
+    Scores,
+    independent_seed_difference,
+    paired_by_seed,
+    per_case_means,
+    per_seed_means,
+    score_matrix,
+    verdict,
+)
 from aunet.text import Table
 from aunet.unet import count_parameters
 
 COST_LIMIT = 1.10  # "little cost": at most 10 % more parameters and FLOPs than U-Net
 CLAIMS_TABLE = "claims"
 PAPER_EXPERIMENTS = tuple(EXPERIMENTS)  # the pooled claims use the paper's four experiments
-HEADER = ["claim", "measured as", "effect [95 % interval]", "p", "n", "paper", "verdict"]
+HEADER = ["claim", "measured as", "effect [95 % interval]", "per seed", "p", "seeds x cases", "detectable (80 % power)",
+          "paper", "verdict"]
 Columns = Mapping[tuple[str, str], Column]
 
 
@@ -49,18 +71,16 @@ def _column(columns: Columns, name: str, model: str) -> Column:
     return columns.get((name, model)) or Column(name, model)
 
 
-def _pooled(columns: Columns, experiments: list[str], metric: str) -> tuple[list[float], list[float]]:
-    """U-Net and Attention U-Net scores over the (case, seed) pairs of each experiment, concatenated."""
-    a, b = [], []
-    for name in experiments:
-        u, att = pairs(_column(columns, name, "unet"), _column(columns, name, "attention_unet"), metric)
-        a, b = a + u, b + att
-    return a, b
+def _pooled(columns: Columns, groups: Mapping[str, tuple[str, str]], metric: str) -> Scores:
+    """{(seed, (group, case)): score} of several columns, each named by its group: the seed stays the unit."""
+    return {(seed, (group, case)): score for group, (name, model) in groups.items()
+            for (seed, case), score in _column(columns, name, model).scores(metric).items()}
 
 
-def _gains(columns: Columns, experiment: str, metric: str) -> list[float]:
-    a, b = _pooled(columns, [experiment], metric)
-    return [y - x for x, y in zip(a, b)]
+def _scores(columns: Columns, experiment: str, metric: str) -> np.ndarray:
+    """y (seeds, cases, 2: U-Net, Att U-Net) of one experiment, NaN where a model did not score a (seed, case)."""
+    unet, att = (_column(columns, experiment, m) for m in ("unet", "attention_unet"))
+    return score_matrix(unet.scores(metric), att.scores(metric))[2]
 
 
 def forward_flops(cfg: Config) -> int:
@@ -81,8 +101,28 @@ def forward_flops(cfg: Config) -> int:
     return int(counter.get_total_flops())
 
 
-def _row(claim: str, what: str, diff: Difference, paper_cell: str) -> list[str]:
-    return [claim, what, text.interval(diff), text.p_value(diff.p), str(diff.n), paper_cell, verdict(diff)]
+def _paired_row(claim: str, what: str, a: Scores, b: Scores, paper_cell: str) -> list[str]:
+    """One claim row of b - a paired by seed, with the smallest difference its design detects."""
+    diff = paired_by_seed(a, b)
+    detectable = detectable_difference(score_matrix(a, b)[2]) if diff.n else math.nan
+    return [claim, what, text.interval(diff), text.per_seed(diff.per_seed), text.p_value(diff.p),
+            text.design(diff.n, diff.cases), text.detectable(detectable), paper_cell, verdict(diff)]
+
+
+def _less_data_row(columns: Columns) -> list[str]:
+    """Claim 3: the Dice gain at 30/120 minus the gain at 120/30, two independent groups of runs."""
+    settings = {"120/30": "ct150_120_30", "30/120": "ct150_30_120"}
+    y = {s: _scores(columns, name, "dice") for s, name in settings.items()}
+    d = {s: v[..., 1] - v[..., 0] for s, v in y.items()}
+    diff = independent_seed_difference(d["120/30"], d["30/120"])
+    detectable = independent_detectable_difference(y["120/30"], y["30/120"]) if diff.n else math.nan
+    per_seed = "; ".join(f"{s}: {text.per_seed(per_seed_means(d[s]))}" for s in ("30/120", "120/30"))
+    design = ", ".join(f"{text.design(per_seed_means(d[s]).size, per_case_means(d[s]).size)} ({s})"
+                       for s in ("30/120", "120/30"))
+    reported = paper.gain("ct150_30_120", "dice") - paper.gain("ct150_120_30", "dice")
+    return ["Attention helps more with less training data", "Dice gain at 30/120 − gain at 120/30",
+            text.interval(diff), per_seed, text.p_value(diff.p), design, text.detectable(detectable),
+            text.signed(reported), verdict(diff)]
 
 
 def build_claims(runs_dir: str | Path, experiments: Mapping[str, Experiment] | None = None) -> Table:
@@ -96,25 +136,27 @@ def build_claims(runs_dir: str | Path, experiments: Mapping[str, Experiment] | N
     rows = []
     for claim, metric in (("Attention gates raise pancreas Dice", "dice"),
                           ("Attention gates raise pancreas recall", "recall")):
-        diff = paired_difference(*_pooled(columns, names, metric))
+        a, b = (_pooled(columns, {n: (n, model) for n in names}, metric) for model in ("unet", "attention_unet"))
         reported = ", ".join(text.signed(paper.gain(n, metric)) for n in names)
-        rows.append(_row(claim, f"Att − U-Net {metric}, pairs of {' + '.join(names)}", diff,
-                         f"{reported} (per experiment)"))
-    diff = independent_difference(_gains(columns, "ct150_120_30", "dice"), _gains(columns, "ct150_30_120", "dice"))
-    reported = paper.gain("ct150_30_120", "dice") - paper.gain("ct150_120_30", "dice")
-    rows.append(_row("Attention helps more with less training data", "Dice gain at 30/120 − gain at 120/30",
-                     diff, text.signed(reported)))
-    a, b = [], []
-    for model in ("unet", "attention_unet"):
-        scratch, tuned = pairs(_column(columns, "tcia_61_21", model), _column(columns, "tcia_finetune", model), "dice")
-        a, b = a + scratch, b + tuned
+        rows.append(_paired_row(claim, f"Att − U-Net {metric}, paired by seed over {' + '.join(names)}", a, b,
+                                f"{reported} (per experiment)"))
+    rows.append(_less_data_row(columns))
+    scratch, tuned = (_pooled(columns, {m: (name, m) for m in ("unet", "attention_unet")}, "dice")
+                      for name in ("tcia_61_21", "tcia_finetune"))
     reported = ", ".join(text.signed(paper.mean("tcia_finetune", m, "dice") - paper.mean("tcia_61_21", m, "dice"))
                          for m in ("unet", "attention_unet"))
-    rows.append(_row("Fine-tuning beats training from scratch on TCIA", "fine-tuned − scratch Dice, both models",
-                     paired_difference(a, b), f"{reported} (U-Net, Att U-Net)"))
+    rows.append(_paired_row("Fine-tuning beats training from scratch on TCIA",
+                            "fine-tuned − scratch Dice, both models, paired by seed", scratch, tuned,
+                            f"{reported} (U-Net, Att U-Net)"))
     rows.append(_cost_row(columns))
-    notes = ["effect: mean difference [95 % bootstrap interval]; p: two-sided (Wilcoxon signed-rank for pairs, "
-             "Mann-Whitney U for claim 3's independent sets); n: pairs (claim 3: the smaller set); "
+    notes = ["effect: the mean of the per-seed mean differences [95 % interval: bootstrap over seeds crossed with "
+             "test cases]; per seed: each seed's mean difference, in seed order (claim 3: each setting's per-seed "
+             "gains); p: two-sided, the larger of the exact tests over seeds and over cases (sign flips; claim 3: "
+             "permutations of the two groups); seeds x cases: the replications and the repeated measures (claims "
+             "1, 2 and 4 count each experiment's, or each model's, test cases as cases of their own).",
+             "detectable: the smallest true difference this design (its seeds and cases, the run-to-run and "
+             "case-to-case spread measured on its scores, aunet.power) would call supported in 80 % of "
+             f"reproductions; {text.NONE_DETECTABLE}: with these seeds or cases no p can go below 0.05.",
              f"verdict: {text.VERDICT_RULE}.",
              f"cost: supported when Attention U-Net has at most {COST_LIMIT:.2f}x the parameters and forward FLOPs "
              "of U-Net (FLOPs counted on one inference window; measured seconds are in timings.md).",
@@ -129,20 +171,23 @@ def _cost_row(columns: Columns) -> list[str]:
     claim, what = "The gates cost little computation", "Att / U-Net parameters; forward FLOPs (one window)"
     reported = f"{text.ratio(paper.cost_ratio('params'))} params; {text.ratio(paper.cost_ratio('seconds'))} time"
     if pair is None:
-        return [claim, what, text.NOT_RUN, "", "0", reported, text.NOT_RUN]
+        return [claim, what, text.NOT_RUN, "", "", "", "", reported, text.NOT_RUN]
     u_cfg, a_cfg = (c.first.cfg for c in pair)
     params = count_parameters(a_cfg.build_model()) / count_parameters(u_cfg.build_model())
     flops = forward_flops(a_cfg) / forward_flops(u_cfg)
     ok = params <= COST_LIMIT and flops <= COST_LIMIT
-    return [claim, what, f"{text.ratio(params)}; {text.ratio(flops)}", "", "1", reported,
+    return [claim, what, f"{text.ratio(params)}; {text.ratio(flops)}", "", "", "", "", reported,
             "supported" if ok else "not supported"]
 
 
 def claims_summary(table: Table) -> list[str]:
     """One sentence per claim, from the table's own cells (for notebooks and the README)."""
     out = []
-    for claim, _, effect, p, n, _, v in table.rows:
-        out.append(f"{claim}: {v} ({effect}" + (f", p {p}, n {n}" if p else "") + ").")
+    for row in table.rows:
+        cell = dict(zip(table.header, row))
+        tested = (f", per seed {cell['per seed']}, p {cell['p']}, {cell['seeds x cases']} seeds x test cases; "
+                  f"detectable with 80 % power: {cell['detectable (80 % power)']}" if cell["p"] else "")
+        out.append(f"{cell['claim']}: {cell['verdict']} ({cell['effect [95 % interval]']}{tested}).")
     return out
 
 

@@ -2,8 +2,9 @@
 
 The only module that builds or parses those paths, and the one reader of what the runs recorded, as the
 tables, claims, study and reproduction use it. Each folder is an aunet.run.RunFolder, which alone names and
-reads a run's files; from them a Run here is the config, the history's epochs and seconds, the device, the
-test evaluation's per-case scores of the target class and its inference seconds. A Column is every evaluated
+reads a run's files; from them a Run here is the config, the history's epochs and seconds, whether its
+validation curve of the target class reached a plateau (aunet.convergence), the device, the test
+evaluation's per-case scores of the target class and its inference seconds. A Column is every evaluated
 seed of one (experiment, model).
 
 A run whose records cannot be read (text where a number belongs, binary bytes, a config with unknown keys,
@@ -11,7 +12,7 @@ an evaluation without a config) is damaged: it is left out of its column, which 
 why (naming the file), and `read_tree(runs)` lists every such line of a tree; the rest still reads.
 
     column = read_column("results/runs", "ct150_120_30", "attention_unet")
-    column.seeds, column.mean_std("dice"), column.damaged
+    column.seeds, column.mean_std("dice"), column.scores("dice"), column.converged, column.damaged
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from aunet.config import Config
+from aunet.convergence import Convergence, history_convergence
 from aunet.errors import AunetError
 from aunet.labels import TARGET
 from aunet.run import RunFolder
@@ -83,6 +85,7 @@ class Run:
     evaluated: bool
     cases: dict[str, dict[str, float]]  # test case -> {metric: score of the target class}
     inference_seconds: float  # mean per test volume (NaN when not evaluated)
+    convergence: Convergence  # the plateau test of its validation Dice of the target class
 
 
 def _target(columns: list[str], path: Path) -> str:
@@ -94,6 +97,15 @@ def _target(columns: list[str], path: Path) -> str:
         return classes[0]
     raise AunetError(f"{path}: has no {TARGET} metrics (classes: {', '.join(classes) or 'none'}); "
                      f"expected an evaluation of a model with a pancreas class.")
+
+
+def _convergence(history: list[dict[str, float]]) -> Convergence:
+    """The plateau test of the validation Dice of the target class (val_<class>_dice; no such column: not converged)."""
+    prefix, suffix = "val_", "_dice"
+    classes = sorted(k[len(prefix): -len(suffix)] for k in (history[0] if history else {})
+                     if k.startswith(prefix) and k.endswith(suffix) and k != f"{prefix}mean{suffix}")
+    organ = classes[0] if len(classes) == 1 else TARGET
+    return history_convergence(history, f"{prefix}{organ}{suffix}")
 
 
 def _evaluation(run: RunFolder) -> tuple[dict[str, dict[str, float]], float]:
@@ -129,7 +141,7 @@ def read_run(runs_dir: str | Path, experiment: str, model: str, seed: int) -> Ru
     cases, inference = _evaluation(run) if evaluated else ({}, math.nan)
     return Run(seed, cfg, len(history), sum(r.get("seconds", 0.0) for r in history),
                str(device["type"]) if isinstance(device, dict) and "type" in device else "device not recorded",
-               evaluated, cases, inference)
+               evaluated, cases, inference, _convergence(history))
 
 
 def read_tree(runs_dir: str | Path) -> tuple[list[tuple[str, str, Run]], list[str]]:
@@ -170,6 +182,15 @@ class Column:
         """(seed, case) -> {metric: score}, seed by seed in each run's row order."""
         return {(s, case): scores for s in self.seeds for case, scores in self.runs[s].cases.items()}
 
+    def scores(self, metric: str) -> dict[tuple[int, str], float]:
+        """(seed, case) -> score of one metric: the maps aunet.stats.paired_by_seed compares."""
+        return {key: row[metric] for key, row in self.cases.items()}
+
+    @property
+    def converged(self) -> int:
+        """How many of its runs reached a plateau of validation Dice (aunet.convergence)."""
+        return sum(run.convergence.converged for run in self.runs.values())
+
     def values(self, metric: str) -> np.ndarray:
         return np.array([row[metric] for row in self.cases.values()], dtype=float)
 
@@ -196,12 +217,6 @@ def read_column(runs_dir: str | Path, experiment: str, model: str) -> Column:
         if run is not None and run.evaluated:
             column.runs[seed] = run
     return column
-
-
-def pairs(a: Column, b: Column, metric: str) -> tuple[list[float], list[float]]:
-    """a's and b's scores over the (seed, case) pairs both scored, in order (for aunet.stats.paired_difference)."""
-    keys = sorted(set(a.cases) & set(b.cases))
-    return [a.cases[k][metric] for k in keys], [b.cases[k][metric] for k in keys]
 
 
 def snapshots(runs_dir: str | Path, experiment: str, model: str, seed: int) -> dict:

@@ -11,6 +11,9 @@ to one folder per reproduction (`results/reproductions/<UTC time>/`) and `result
     device              where it ran (CPU model and flags, or GPU name)
     parameters          the profile and the papermill parameters of every notebook
     seeds               per experiment, the seeds its run folders were trained with (read from them)
+    convergence         per run folder: whether its validation pancreas Dice reached a plateau (aunet.convergence:
+                        `converged`) and its smoothed rise over the last quarter of the epochs (`rise`, null when
+                        the curve is too short to tell)
     outputs             sha256 of every table and figure the reproduction wrote
     times               everything that depends on the clock: start, per-notebook and per-run seconds, the
                         reproduction folder, the timings table's hash
@@ -29,6 +32,7 @@ import datetime
 import importlib.metadata
 import json
 import logging
+import math
 import subprocess
 import sys
 import time
@@ -175,16 +179,21 @@ def _relative(path: Path, root: Path) -> str:
         return str(path)
 
 
-def _runs(runs_dir: Path, root: Path) -> tuple[dict[str, list[int]], dict[str, float]]:
-    """Seeds per experiment and training seconds per run folder, from the run records (unreadable ones left out)."""
+def _runs(runs_dir: Path, root: Path) -> tuple[dict[str, list[int]], dict[str, float], dict[str, dict[str, Any]]]:
+    """Seeds per experiment, training seconds per run folder and each run folder's convergence, from the run
+    records (unreadable ones left out)."""
     from aunet.records import read_tree, run_path
 
     seeds: dict[str, set[int]] = {}
-    seconds = {}
+    seconds, converged = {}, {}
     for experiment, model, run in read_tree(runs_dir)[0]:
         seeds.setdefault(experiment, set()).add(run.seed)
-        seconds[_relative(run_path(runs_dir, experiment, model, run.seed), root)] = round(run.training_seconds, 1)
-    return {k: sorted(v) for k, v in seeds.items()}, seconds
+        folder = _relative(run_path(runs_dir, experiment, model, run.seed), root)
+        seconds[folder] = round(run.training_seconds, 1)
+        rise = run.convergence.rise  # NaN (too short to tell) is written as null: JSON has no NaN
+        converged[folder] = {"converged": run.convergence.converged,
+                             "rise": None if math.isnan(rise) else round(rise, 4)}
+    return {k: sorted(v) for k, v in seeds.items()}, seconds, converged
 
 
 def reproduce(profile: str = "quick", parameters: Mapping[str, Any] | None = None,
@@ -225,12 +234,12 @@ def reproduce(profile: str = "quick", parameters: Mapping[str, Any] | None = Non
             logging.getLogger(name).removeHandler(handler)
         handler.close()
     written = _written([root / o for o in outputs], since)
-    seeds, run_seconds = _runs(root / runs_dir, root)
+    seeds, run_seconds, convergence = _runs(root / runs_dir, root)
     outputs_sha = {_relative(p, root): file_digest(p) for p in written if not p.stem == TIMINGS}
     finished = datetime.datetime.now(datetime.timezone.utc)
     manifest = {
         "aunet": _version(), "git": git, "packages": package_versions(), "machine": machine(),
-        "profile": profile, "parameters": used, "seeds": seeds, "outputs": outputs_sha,
+        "profile": profile, "parameters": used, "seeds": seeds, "convergence": convergence, "outputs": outputs_sha,
         "times": {"started": started.isoformat(timespec="seconds"), "finished": finished.isoformat(timespec="seconds"),
                   "seconds": round((finished - started).total_seconds(), 1), "notebooks": seconds,
                   "runs_training_seconds": run_seconds, "folder": _relative(folder, root),
@@ -254,37 +263,44 @@ README_SECTION = "reproduction results"  # the README's generated region (aunet.
 
 def results_section(manifest: Mapping[str, Any], runs_dir: str | Path) -> str:
     """The README's results, generated from the run records and the manifest of one reproduction."""
-    from aunet import text
+    from aunet import convergence, text
     from aunet.claims import build_claims
     from aunet.experiments import EXPERIMENTS, MODEL_TITLES
-    from aunet.records import pairs, read_column
-    from aunet.stats import paired_difference
+    from aunet.records import read_column
+    from aunet.stats import paired_by_seed
     from aunet.tables import TABLES_SHORT
 
     m, times = manifest["machine"], manifest["times"]
     commit = (manifest["git"].get("commit") or "unknown")[:7] + (" with uncommitted changes"
                                                                  if manifest["git"].get("dirty") else "")
     per_notebook = ", ".join(f"{n[:2]} {s / 60:.1f}" for n, s in times["notebooks"].items())
-    rows, damaged = [], []
+    rows, damaged, converged, runs = [], [], 0, 0
     for exp in EXPERIMENTS.values():
         u, a = (read_column(runs_dir, exp.name, model) for model in MODEL_TITLES)
-        d, r = (paired_difference(*pairs(u, a, metric)) for metric in ("dice", "recall"))
+        d, r = (paired_by_seed(u.scores(metric), a.scores(metric)) for metric in ("dice", "recall"))
         cells = [text.mean_std(*c.mean_std("dice")) if c.seeds else text.UNREADABLE if c.damaged else text.NOT_RUN
                  for c in (u, a)]
-        rows.append([f"{TABLES_SHORT[exp.table]} {exp.setting}", *cells, text.interval(d), text.p_value(d.p),
-                     text.interval(r), text.p_value(r.p)])
+        rows.append([f"{TABLES_SHORT[exp.table]} {exp.setting}", *cells, text.interval(d), text.per_seed(d.per_seed),
+                     text.p_value(d.p), text.interval(r), text.per_seed(r.per_seed), text.p_value(r.p),
+                     text.share(u.converged + a.converged, len(u.seeds) + len(a.seeds))])
         damaged += [*u.damaged.values(), *a.damaged.values()]
+        converged, runs = converged + u.converged + a.converged, runs + len(u.seeds) + len(a.seeds)
     claims = build_claims(runs_dir)
     return "\n".join([
         f"Generated by `make reproduce` (`aunet reproduce --profile {manifest['profile']}`) on "
         f"{times['started'][:10]}, commit {commit}, on {m['device']['type']} ({m['cpu']}, {m['cpu_count']} "
         f"logical CPUs, flags {' '.join(m['cpu_flags']) or 'none listed'}): {times['seconds'] / 60:.1f} min "
         f"in all (minutes per notebook: {per_notebook}). Seeds per experiment: "
-        + "; ".join(f"{k} {', '.join(map(str, v))}" for k, v in manifest["seeds"].items()) + ".",
-        "", "Pancreas, held-out test cases, mean ± std over cases and seeds; Δ = Attention U-Net minus U-Net "
-        "over the (case, seed) pairs [95 % bootstrap interval], Wilcoxon p:", "",
-        text.markdown_table(["experiment", "U-Net Dice", "Att U-Net Dice", "Δ Dice", "p", "Δ recall", "p"], rows),
+        + "; ".join(f"{k} {', '.join(map(str, v))}" for k, v in manifest["seeds"].items()) + ". "
+        f"Converged: {text.share(converged, runs)} evaluated runs (validation pancreas Dice rising by less than "
+        f"{convergence.TOLERANCE:g} over the last quarter of the epochs, `aunet.convergence`).",
+        "", "Pancreas, held-out test cases, mean ± std over cases and seeds; Δ = Attention U-Net minus U-Net with "
+        "the training run as the unit: mean of the per-seed differences [95 % interval, bootstrap over seeds "
+        "crossed with cases], each seed's difference, and p (sign-flip tests over seeds and over cases):", "",
+        text.markdown_table(["experiment", "U-Net Dice", "Att U-Net Dice", "Δ Dice", "per seed", "p", "Δ recall",
+                             "per seed", "p", "converged"], rows),
         *(f"\nLeft out ({text.UNREADABLE}): {why}" for why in damaged),
-        "", "The paper's claims, checked on these runs (`results/tables/claims.md`):", "",
+        "", "The paper's claims, checked on these runs (`results/tables/claims.md`; detectable: the smallest "
+        "difference each claim's design detects with 80 % power, none below 6 seeds):", "",
         text.markdown_table([h for h in claims.header if h != "measured as"],
                             [[*row[:1], *row[2:-1], f"**{row[-1]}**"] for row in claims.rows])])

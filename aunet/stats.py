@@ -27,17 +27,16 @@ per-seed mean differences m_s = mean_c d[s, c]:
                     that favour one model in every seed, which p_seeds cannot see (they shift every m_s alike)
     p               max(p_seeds, p_cases): the claim must hold across training runs and across cases
 
+Scores come in as maps {(seed, case): score} (aunet.records.Column.scores) through `paired_by_seed`;
+a case key may be anything hashable, e.g. (experiment, case) when a claim pools experiments: the seed
+stays the unit (each seed's runs of every experiment are one replication), cases not scored by a seed
+are NaN and skipped. `independent_seed_difference` compares two groups of runs that share no training
+(claim 3: the gain at 30/120 against the gain at 120/30), with permutation tests of the groups' per-seed
+and per-case means in place of the sign flips.
+
 `verdict` then says "supported" or "not supported" only when both the interval and p agree, so with
 fewer than 6 seeds (or 6 cases) it always says "inconclusive". tests/test_calibration.py simulates the
 model with no effect and checks that this rule says otherwise in at most 5 % of repetitions (aunet.power).
-
-Older, pair-level functions (kept for their callers; they count every case x seed pair as a replication,
-which tests/test_calibration.py shows is mis-calibrated when seeds differ):
-
-    paired_difference       mean over (case, seed) pairs, bootstrap over pairs, Wilcoxon signed-rank p
-                            (replaced by seed_difference / paired_by_seed)
-    independent_difference  two independent sets of pairs: bootstrap of the difference of means and a
-                            Mann-Whitney U test (replaced by independent_seed_difference)
 
 Many tests at once (a study's conditions x metrics) make some small p values by chance: `holm` adjusts a
 family of p values (Holm-Bonferroni, which controls the chance of any false "helps" or "hurts" in the
@@ -57,28 +56,8 @@ from scipy import stats as scipy_stats
 
 BOOTSTRAP = 10_000  # resamples
 CONFIDENCE = 0.95
-BOOTSTRAP_SEED = 0  # fixed: the same pairs always give the same interval
+BOOTSTRAP_SEED = 0  # fixed: the same scores always give the same interval
 ALPHA = 0.05
-
-
-@dataclass(frozen=True)
-class Difference:
-    """A difference between two sets of scores, with its uncertainty."""
-
-    mean: float  # mean difference (b - a for paired_difference)
-    low: float  # bootstrap interval
-    high: float
-    p: float  # Wilcoxon signed-rank (paired) or Mann-Whitney U (independent), two-sided
-    n: int  # pairs (or the smaller sample)
-    test: str  # "wilcoxon" or "mann-whitney"
-
-    def to_dict(self) -> dict[str, float | int | str]:
-        return asdict(self)
-
-
-def _bootstrap_means(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    picks = rng.integers(len(values), size=(BOOTSTRAP, len(values)))
-    return values[picks].mean(axis=1)
 
 
 def _interval(samples: np.ndarray) -> tuple[float, float]:
@@ -87,38 +66,9 @@ def _interval(samples: np.ndarray) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def paired_difference(a: Sequence[float], b: Sequence[float]) -> Difference:
-    """b - a over matched pairs: mean, 95 % bootstrap interval, Wilcoxon signed-rank p."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"paired_difference needs two score lists of one length, got {a.shape} and {b.shape}")
-    keep = ~(np.isnan(a) | np.isnan(b))
-    d = b[keep] - a[keep]
-    if len(d) == 0:
-        return Difference(math.nan, math.nan, math.nan, math.nan, 0, "wilcoxon")
-    low, high = _interval(_bootstrap_means(d, np.random.default_rng(BOOTSTRAP_SEED)))
-    if np.all(d == 0):
-        p = 1.0  # no pair differs: no evidence of a difference
-    else:
-        p = float(scipy_stats.wilcoxon(d, alternative="two-sided").pvalue)
-    return Difference(float(d.mean()), low, high, p, int(len(d)), "wilcoxon")
-
-
-def independent_difference(x: Sequence[float], y: Sequence[float]) -> Difference:
-    """mean(y) - mean(x) for two independent samples: bootstrap interval, Mann-Whitney U p."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    x, y = x[~np.isnan(x)], y[~np.isnan(y)]
-    if len(x) == 0 or len(y) == 0:
-        return Difference(math.nan, math.nan, math.nan, math.nan, 0, "mann-whitney")
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    low, high = _interval(_bootstrap_means(y, rng) - _bootstrap_means(x, rng))
-    p = float(scipy_stats.mannwhitneyu(y, x, alternative="two-sided").pvalue)
-    return Difference(float(y.mean() - x.mean()), low, high, p, int(min(len(x), len(y))), "mann-whitney")
-
-
-def verdict(diff: Difference | SeedDifference) -> str:
+def verdict(diff: SeedDifference) -> str:
     """'supported' (interval above zero and p < 0.05), 'not supported' (interval below zero and p < 0.05),
-    else 'inconclusive' (the data cannot tell at this budget). Calibrated for a SeedDifference."""
+    else 'inconclusive' (the data cannot tell at this budget); 'not run' without a seed."""
     if diff.n == 0 or math.isnan(diff.mean):
         return "not run"
     if diff.p < ALPHA and diff.low > 0:
@@ -184,16 +134,31 @@ class SeedDifference:
         return asdict(self)
 
 
-def difference_matrix(a: Mapping[tuple[Hashable, Hashable], float], b: Mapping[tuple[Hashable, Hashable], float]
-                      ) -> tuple[list[Hashable], list[Hashable], np.ndarray]:
-    """(seeds, cases, d) with d[s, c] = b - a for the (seed, case) keys both score; NaN where either lacks it."""
+Scores = Mapping[tuple[Hashable, Hashable], float]  # {(seed, case): score}; a case may be (experiment, case)
+
+
+def score_matrix(a: Scores, b: Scores) -> tuple[list[Hashable], list[Hashable], np.ndarray]:
+    """(seeds, cases, y) with y[s, c] = (a, b) for the (seed, case) keys both score; NaN where either lacks it."""
     keys = [k for k in a if k in b]
     seeds, cases = sorted({k[0] for k in keys}), sorted({k[1] for k in keys})
     row, col = {s: i for i, s in enumerate(seeds)}, {c: j for j, c in enumerate(cases)}
-    d = np.full((len(seeds), len(cases)), math.nan)
+    y = np.full((len(seeds), len(cases), 2), math.nan)  # (S, C, 2: a, b)
     for s, c in keys:
-        d[row[s], col[c]] = float(b[s, c]) - float(a[s, c])
-    return seeds, cases, d
+        y[row[s], col[c]] = float(a[s, c]), float(b[s, c])
+    return seeds, cases, y
+
+
+def difference_matrix(a: Scores, b: Scores) -> tuple[list[Hashable], list[Hashable], np.ndarray]:
+    """(seeds, cases, d) with d[s, c] = b - a for the (seed, case) keys both score; NaN where either lacks it."""
+    seeds, cases, y = score_matrix(a, b)
+    return seeds, cases, y[..., 1] - y[..., 0]
+
+
+def seed_means(a: Scores, b: Scores) -> dict[Hashable, float]:
+    """{seed: mean of b - a over the cases that seed scored}, seeds without a score left out."""
+    seeds, _, d = difference_matrix(a, b)
+    scored = [s for s, row in zip(seeds, d) if not np.isnan(row).all()]
+    return dict(zip(scored, (float(m) for m in per_seed_means(d))))
 
 
 def _scored_means(d: np.ndarray, axis: int) -> np.ndarray:
@@ -238,7 +203,7 @@ def sign_flip_p(means: Sequence[float]) -> float:
 
 
 @functools.lru_cache(maxsize=64)
-def _splits(n: int, k: int) -> np.ndarray:
+def group_splits(n: int, k: int) -> np.ndarray:
     """(patterns, n) booleans: which of n pooled values form the second group of k; row 0 the observed split."""
     if math.comb(n, k) <= EXACT_LIMIT:
         picks = np.array(list(itertools.combinations(range(n), k)), dtype=int).reshape(-1, k)[::-1]
@@ -256,7 +221,7 @@ def permutation_p(x: Sequence[float], y: Sequence[float]) -> float:
     x, y = np.asarray(x, float), np.asarray(y, float)
     if x.size == 0 or y.size == 0:
         return math.nan
-    pooled, member = np.concatenate([x, y]), _splits(x.size + y.size, y.size)
+    pooled, member = np.concatenate([x, y]), group_splits(x.size + y.size, y.size)
     diffs = (member @ pooled) / y.size - (~member @ pooled) / x.size
     return float(share_at_least(diffs, y.mean() - x.mean()))
 
@@ -307,8 +272,7 @@ def seed_difference(d: np.ndarray, resamples: int = BOOTSTRAP, seed: int = BOOTS
                           tuple(float(x) for x in means), p_seeds, p_cases, "sign-flip")
 
 
-def paired_by_seed(a: Mapping[tuple[Hashable, Hashable], float], b: Mapping[tuple[Hashable, Hashable], float]
-                   ) -> SeedDifference:
+def paired_by_seed(a: Scores, b: Scores) -> SeedDifference:
     """b - a from two {(seed, case): score} maps, the seed as the unit (seed_difference of difference_matrix)."""
     return seed_difference(difference_matrix(a, b)[2])
 

@@ -2,11 +2,13 @@
 
 Question: does Attention U-Net segment the pancreas better than U-Net, and under which conditions?
 Metric: pancreas Dice and recall on each run's held-out test cases, Attention U-Net minus U-Net, paired by
-(seed, case) (the same seed gives both models the same split and batches). Analysis, for every condition
-alike (aunet.stats, the statistics of the paper tables): mean difference, 95 % bootstrap interval,
-two-sided Wilcoxon signed-rank p, verdict "attention helps" (interval above 0 and p < 0.05), "attention
-hurts" (below 0 and p < 0.05) or "inconclusive". Beside it, the level-2 focus of notebook 05 (mean alpha on
-the pancreas / mean alpha elsewhere, on the snapshot slice of the run's last epoch) per condition and seed.
+seed (the same seed gives both models the same split and batches). Analysis, for every condition alike
+(aunet.stats, the statistics of the paper tables, with the training run as the unit): the mean of the
+per-seed mean differences, its 95 % interval (a bootstrap over seeds crossed with test cases), each seed's
+difference, the larger of the sign-flip p values over seeds and over cases, verdict "attention helps"
+(interval above 0 and p < 0.05), "attention hurts" (below 0 and p < 0.05) or "inconclusive" (always, with
+fewer than 6 seeds). Beside it, the level-2 focus of notebook 05 (mean alpha on the pancreas / mean alpha
+elsewhere, on the snapshot slice of the run's last epoch) per condition and seed.
 
 The baseline is the quick profile (`Config.from_profile("quick")`) on the CT-150 phantom stand-in with the
 120/30 split (aunet.experiments "ct150_120_30"); `baseline_config` may shorten it by `epochs_scale` (its

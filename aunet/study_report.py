@@ -1,9 +1,11 @@
 """The study's report: notebook 08's table, forest plot, focus and conclusions, from the run records only.
 
 `aunet.study` says what the study runs (its pre-registered conditions) and runs it; this module reads what the
-runs recorded and reports it the same way for every condition: the paired differences of `aunet.stats`, each
-model's Dice, the Holm-adjusted p over the registered family, the level-2 focus, one sentence per condition
-(every number a cell of the table) and the README's generated section.
+runs recorded and reports it the same way for every condition: the differences of `aunet.stats` with the
+training run as the unit (as in the paper tables: interval over seeds crossed with cases, each seed's difference,
+the sign-flip p over seeds and over cases), each model's Dice, the Holm-adjusted p over the registered family,
+the level-2 focus, one sentence per condition (every number a cell of the table) and the README's generated
+section.
 
     results = read_results("results/runs/study", conditions)
     table, per_seed, sentences = write_results(results, "results/tables")
@@ -18,8 +20,8 @@ from typing import Mapping, Sequence
 
 from aunet import paper, text
 from aunet.config import Config
-from aunet.records import pairs, read_column, snapshots
-from aunet.stats import Difference, holm, paired_difference, rank_correlation, verdict
+from aunet.records import read_column, snapshots
+from aunet.stats import SeedDifference, holm, paired_by_seed, rank_correlation, seed_means, verdict
 from aunet.study import Condition
 from aunet.text import Table
 
@@ -29,11 +31,12 @@ FOCUS_TITLE = "focus (level 2)"
 
 @dataclass
 class Result:
-    """One condition's paired differences (all seeds, and per seed) and its Attention U-Net runs' focus."""
+    """One condition's differences (the run as the unit, and each seed's) and its Attention U-Net runs' focus."""
 
     condition: Condition
-    diffs: dict[str, Difference]  # metric -> Att - U-Net over every (seed, case) pair
-    per_seed: dict[int, dict[str, Difference]]  # seed -> metric -> over that seed's cases
+    diffs: dict[str, SeedDifference]  # metric -> Att - U-Net, seeds crossed with test cases
+    per_seed: dict[int, dict[str, float]]  # seed -> metric -> mean Att - U-Net over that seed's test cases
+    cases: dict[int, int]  # seed -> test cases both models scored
     focus: dict[int, tuple[int, float]]  # seed -> (epoch of the last snapshot, level-2 focus there)
     paper: dict[str, float]  # metric -> the paper's Att - U-Net difference of means
     levels: dict[str, tuple[float, float]]  # model -> its pancreas Dice mean, std over (seed, case) (models run)
@@ -58,11 +61,13 @@ def read_results(runs_dir: str | Path, conditions: Mapping[str, Condition]) -> l
     for c in conditions.values():
         unet = read_column(runs_dir, c.unet_from or c.name, "unet")
         att = read_column(runs_dir, c.name, "attention_unet")
-        seeds = sorted(set(unet.seeds) & set(att.seeds))
-        per_seed = {s: {m: paired_difference(*pairs(unet.only(s), att.only(s), m)) for m in METRICS} for s in seeds}
+        means = {m: seed_means(unet.scores(m), att.scores(m)) for m in METRICS}
+        per_seed = {s: {m: means[m][s] for m in METRICS if s in means[m]} for s in means["dice"]}
+        both = set(unet.cases) & set(att.cases)  # (seed, case) scored by both models
+        cases = {s: sum(seed == s for seed, _ in both) for s in per_seed}
         levels = {model: col.mean_std("dice") for model, col in (("unet", unet), ("attention_unet", att)) if col.seeds}
-        results.append(Result(c, {m: paired_difference(*pairs(unet, att, m)) for m in METRICS}, per_seed,
-                              _focus(runs_dir, c.name, att.seeds), {m: paper.gain(c.paper, m) for m in METRICS},
+        results.append(Result(c, {m: paired_by_seed(unet.scores(m), att.scores(m)) for m in METRICS}, per_seed,
+                              cases, _focus(runs_dir, c.name, att.seeds), {m: paper.gain(c.paper, m) for m in METRICS},
                               levels, [*unet.damaged.values(), *att.damaged.values()]))
     return results
 
@@ -73,10 +78,11 @@ def mean_focus(result: Result) -> float:
 
 
 METRICS = ("dice", "recall", "precision")  # pre-registered: Dice and recall; precision is exploratory
-HEADER = ["condition", "changes", "pairs", "U-Net Dice", "Att U-Net Dice", "Δ Dice [95 % interval]", "Δ Dice p",
-          "Δ recall [95 % interval]", "Δ recall p", "paper Δ Dice", "paper Δ recall", "Dice verdict", "recall verdict",
-          FOCUS_TITLE, "Δ Dice p (Holm)", "Δ recall p (Holm)", "Δ precision [95 % interval] (exploratory)",
-          "Δ precision p"]
+DESIGN = "seeds x cases"
+HEADER = ["condition", "changes", DESIGN, "U-Net Dice", "Att U-Net Dice", "Δ Dice [95 % interval]", "Δ Dice per seed",
+          "Δ Dice p", "Δ recall [95 % interval]", "Δ recall per seed", "Δ recall p", "paper Δ Dice", "paper Δ recall",
+          "Dice verdict", "recall verdict", FOCUS_TITLE, "Δ Dice p (Holm)", "Δ recall p (Holm)",
+          "Δ precision [95 % interval] (exploratory)", "Δ precision p"]
 
 
 def _level(result: Result, model: str) -> str:
@@ -92,13 +98,17 @@ def results_table(results: Sequence[Result]) -> Table:
     for r in results:
         d, rec, pre = r.diffs["dice"], r.diffs["recall"], r.diffs["precision"]
         holm_dice, holm_recall = text.p_value(next(adjusted)), text.p_value(next(adjusted))
-        rows.append([r.condition.title, r.condition.changes, str(d.n), _level(r, "unet"), _level(r, "attention_unet"),
-                     text.interval(d), text.p_value(d.p), text.interval(rec), text.p_value(rec.p),
+        rows.append([r.condition.title, r.condition.changes, text.design(d.n, d.cases), _level(r, "unet"),
+                     _level(r, "attention_unet"), text.interval(d), text.per_seed(d.per_seed), text.p_value(d.p),
+                     text.interval(rec), text.per_seed(rec.per_seed), text.p_value(rec.p),
                      text.signed(r.paper["dice"]), text.signed(r.paper["recall"]), verdict(d), verdict(rec),
                      text.number(mean_focus(r), 2), holm_dice, holm_recall, text.interval(pre), text.p_value(pre.p)])
-    notes = ["Δ: Attention U-Net minus U-Net, pancreas, on the held-out test cases, over the (seed, case) pairs both "
-             "were scored on (pairs): mean difference [95 % bootstrap interval]; p: two-sided Wilcoxon signed-rank "
-             "(aunet.stats).",
+    notes = ["Δ: Attention U-Net minus U-Net, pancreas, on the held-out test cases, with the training run as the unit "
+             "(aunet.stats, as in the paper tables): the mean of the per-seed mean differences [95 % interval: "
+             "bootstrap over seeds crossed with test cases]; per seed: each seed's mean difference, in seed order; "
+             "p: the larger of two exact two-sided sign-flip tests, over the per-seed and over the per-case mean "
+             "differences (3 seeds cannot go below 0.25); seeds x cases: the replications and the repeated "
+             "measures.",
              "U-Net Dice, Att U-Net Dice: each model's pancreas Dice, mean ± std over its (seed, case) scores: how "
              "well the two models segment at all, which a difference alone does not say.",
              "Holm: the p value adjusted (Holm-Bonferroni) over the family of the "
@@ -123,9 +133,9 @@ def focus_table(results: Sequence[Result]) -> Table:
         for seed in sorted(set(r.per_seed) | set(r.focus)):
             epoch, focus = r.focus.get(seed, (0, math.nan))
             diffs = r.per_seed.get(seed, {})
-            cells = [text.signed(diffs[m].mean) if m in diffs else text.NA for m in ("dice", "recall")]
+            cells = [text.signed(diffs[m]) if m in diffs else text.NA for m in ("dice", "recall")]
             rows.append([r.condition.title, str(seed), text.number(focus, 2), str(epoch) if epoch else text.NA, *cells,
-                         str(diffs["dice"].n) if "dice" in diffs else "0"])
+                         str(r.cases.get(seed, 0))])
     return Table("study_focus", "Attention focus beside the Dice difference, per condition and seed",
                  ["condition", "seed", FOCUS_TITLE, "snapshot epoch", "Δ Dice", "Δ recall", "test cases"],
                  rows, ["focus: mean alpha on the pancreas / mean alpha elsewhere (1 = no preference); Δ: Attention "
@@ -137,13 +147,14 @@ def conclusions(table: Table) -> list[str]:
     out = []
     for row in table.rows:
         cell = dict(zip(table.header, row))
-        if cell["pairs"] == "0":
+        if cell[DESIGN] == text.NOT_RUN:
             out.append(f"{cell['condition']}: {text.NOT_RUN}.")
             continue
         out.append(f"{cell['condition']}: Attention U-Net minus U-Net pancreas Dice {cell['Δ Dice [95 % interval]']} "
-                   f"(p {cell['Δ Dice p']}, Holm {cell['Δ Dice p (Holm)']}; {cell['Dice verdict']}) and recall "
-                   f"{cell['Δ recall [95 % interval]']} (p {cell['Δ recall p']}, Holm {cell['Δ recall p (Holm)']}; "
-                   f"{cell['recall verdict']}) over {cell['pairs']} case x seed pairs, at U-Net Dice "
+                   f"(per seed {cell['Δ Dice per seed']}; p {cell['Δ Dice p']}, Holm {cell['Δ Dice p (Holm)']}; "
+                   f"{cell['Dice verdict']}) and recall {cell['Δ recall [95 % interval]']} (per seed "
+                   f"{cell['Δ recall per seed']}; p {cell['Δ recall p']}, Holm {cell['Δ recall p (Holm)']}; "
+                   f"{cell['recall verdict']}) over {cell[DESIGN]} seeds x test cases, at U-Net Dice "
                    f"{cell['U-Net Dice']} and Attention U-Net Dice {cell['Att U-Net Dice']}; the paper: Dice "
                    f"{cell['paper Δ Dice']}, recall {cell['paper Δ recall']}.")
     return out
@@ -163,7 +174,8 @@ def focus_sentence(per_seed: Table) -> str:
             f"(p {text.p_value(r.p)}).")
 
 
-def forest_rows(results: Sequence[Result]) -> tuple[list[str], dict[str, list[Difference]], dict[str, list[float]]]:
+def forest_rows(results: Sequence[Result]
+                ) -> tuple[list[str], dict[str, list[SeedDifference]], dict[str, list[float]]]:
     """(labels, {"Dice": diffs, "recall": diffs}, {"Dice": paper, "recall": paper}) for aunet.viz.plots.plot_forest."""
     labels = [r.condition.title for r in results]
     names = {"Dice": "dice", "recall": "recall"}
@@ -173,8 +185,8 @@ def forest_rows(results: Sequence[Result]) -> tuple[list[str], dict[str, list[Di
 
 def focus_points(results: Sequence[Result]) -> list[tuple[str, float, float]]:
     """(condition, focus, that seed's Dice difference) per Attention U-Net run, for plot_focus_vs_gain."""
-    return [(r.condition.title, r.focus[s][1], r.per_seed[s]["dice"].mean) for r in results
-            for s in sorted(set(r.focus) & set(r.per_seed))]
+    return [(r.condition.title, r.focus[s][1], r.per_seed[s]["dice"]) for r in results
+            for s in sorted(set(r.focus) & set(r.per_seed)) if "dice" in r.per_seed[s]]
 
 
 README_SECTION = "study results"  # the README's generated region (aunet.text.replace_marked)
@@ -186,8 +198,9 @@ def readme_section(table: Table, sentences: Sequence[str], base: Config, seeds: 
     lines = ["Generated by notebook 08 (`make study`) from the run records in `results/runs/study/`: "
              f"{len(table.rows)} conditions ({conditions}), baseline {base.epochs} epochs x "
              f"{base.iterations_per_epoch} steps, seeds {', '.join(map(str, seeds))}. "
-             "Attention U-Net minus U-Net, pancreas, held-out test cases, over the "
-             "(seed, case) pairs; the table with each model's Dice, the focus and the exploratory precision "
+             "Attention U-Net minus U-Net, pancreas, held-out test cases, with the training run as the unit "
+             "(interval over seeds crossed with test cases, each seed's difference, sign-flip p over seeds and "
+             "over cases); the table with each model's Dice, the focus and the exploratory precision "
              "difference is `results/tables/study_differences.md`, per seed `results/tables/study_focus.md`.", "",
              "![Attention U-Net minus U-Net per condition](figures/study_forest.png)", ""]
     lines += [f"- {s}" for s in sentences]

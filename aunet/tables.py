@@ -1,11 +1,13 @@
 """The paper's two results tables, rebuilt from raw run records, each measured column beside the paper's.
 
 Only what the runs wrote is read (aunet.records): each evaluated run's Config (the model is rebuilt from it to
-count its parameters), its history (epochs), its device record and its per-case test evaluation. A
-measured cell is the mean ± std over every (test case, seed) of that column, and below the paper's rows
-each table has **paired rows**: Attention U-Net minus U-Net, pancreas Dice and recall, over the
-(case, seed) pairs both models were scored on, with a 95 % bootstrap interval and a Wilcoxon signed-rank
-p value (aunet.stats). The paper's own difference stands in its Attention U-Net column.
+count its parameters), its history (epochs, and whether its validation Dice reached a plateau: the
+"Converged runs" row, aunet.convergence), its device record and its per-case test evaluation. A measured
+cell is the mean ± std over every (test case, seed) of that column, and below the paper's rows each table has
+**Δ rows**: Attention U-Net minus U-Net, pancreas Dice and recall, with the training run as the unit
+(aunet.stats.paired_by_seed): the mean of the per-seed mean differences with its 95 % interval (a bootstrap
+over seeds crossed with test cases), each seed's difference, and the p of the sign-flip tests over seeds and
+over cases. The paper's own difference stands in its Attention U-Net column.
 
 The tables hold no wall-clock numbers, so the same runs always give byte-identical files; the measured
 inference and training times go to their own table (`build_timings`, results/tables/timings.md).
@@ -22,20 +24,21 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from aunet import paper, text
+from aunet import convergence, paper, text
 from aunet.errors import AunetError
 from aunet.experiments import EXPERIMENTS, MODEL_TITLES, MODELS, Experiment
 from aunet.labels import TARGET
-from aunet.records import LAYOUT, METRICS, Column, model_path, pairs, read_column, seeds_path
-from aunet.stats import paired_difference
+from aunet.records import LAYOUT, METRICS, Column, model_path, read_column, seeds_path
+from aunet.stats import SeedDifference, paired_by_seed
 from aunet.text import Table
 from aunet.unet import count_parameters
 
 ROWS = (("Dice", "dice"), ("Precision", "precision"), ("Recall", "recall"), ("S2S dist (mm)", "s2s_mm"),
         ("Params", "params"), ("Inference time", "seconds"), ("Test cases x seeds", "pairs"), ("Seeds", "seeds"),
-        ("Epochs", "epochs"))
-PAIRED_ROWS = (("Δ Dice, Att − U-Net [95 % CI]", "dice", "ci"), ("Δ Dice, Wilcoxon p", "dice", "p"),
-               ("Δ Recall, Att − U-Net [95 % CI]", "recall", "ci"), ("Δ Recall, Wilcoxon p", "recall", "p"))
+        ("Epochs", "epochs"), ("Converged runs", "converged"))
+DIFFERENCE_ROWS = (("Δ Dice, Att − U-Net [95 % CI]", "dice", "ci"), ("Δ Dice per seed", "dice", "seeds"),
+                   ("Δ Dice p (seeds and cases)", "dice", "p"), ("Δ Recall, Att − U-Net [95 % CI]", "recall", "ci"),
+                   ("Δ Recall per seed", "recall", "seeds"), ("Δ Recall p (seeds and cases)", "recall", "p"))
 TABLES = {"table1_ct150": ("ct150", "Table 1 · CT-150 (pancreas)"),
           "table2_tcia": ("tcia", "Table 2 · TCIA Pancreas-CT (pancreas)")}
 TABLES_SHORT = {"ct150": "CT-150", "tcia": "TCIA"}
@@ -62,7 +65,14 @@ def _measured(column: Column) -> list[str]:
     left_out = f" ({', '.join(map(str, column.damaged))} {text.UNREADABLE})" if column.damaged else ""
     epochs = sorted({run.epochs for run in column.runs.values()})
     return cells + [f"{len(column.cases)} ({len(cases)} cases)", ", ".join(map(str, column.seeds)) + left_out,
-                    "/".join(map(str, epochs))]
+                    "/".join(map(str, epochs)), text.share(column.converged, len(column.seeds))]
+
+
+def _difference_cells(diffs: Mapping[str, SeedDifference]) -> list[str]:
+    """The Δ rows of the Attention U-Net column: interval (seeds x cases), per-seed differences, p."""
+    spell = {"ci": lambda d: text.interval(d, n=True), "seeds": lambda d: text.per_seed(d.per_seed),
+             "p": lambda d: text.p_value(d.p)}
+    return [spell[kind](diffs[metric]) for _, metric, kind in DIFFERENCE_ROWS]
 
 
 def build_table(name: str, runs_dir: str | Path, experiments: Mapping[str, Experiment] | None = None) -> Table:
@@ -74,32 +84,38 @@ def build_table(name: str, runs_dir: str | Path, experiments: Mapping[str, Exper
     header, columns, notes = [f"{TARGET} (test)"], [], []
     for exp in (e for e in experiments.values() if e.table == which):
         read = {model: read_column(runs_dir, exp.name, model) for model in MODELS}
-        diffs = {m: paired_difference(*pairs(read["unet"], read["attention_unet"], m)) for m in ("dice", "recall")}
+        unet, att = read["unet"], read["attention_unet"]
+        diffs = {m: paired_by_seed(unet.scores(m), att.scores(m)) for m in ("dice", "recall")}
         for model in MODELS:
             label, column = f"{MODEL_TITLES[model]} {exp.setting}", read[model]
             reported = paper.RESULTS[exp.name, model]
             header += [f"{label} measured", f"{label} paper"]
             cells = _measured(column)
             paper_cells = [paper_cell(k, reported.get(k)) for _, k in ROWS[:6]] + [str(reported["test_cases"]),
-                                                                                  NOT_GIVEN, NOT_GIVEN]
+                                                                                  NOT_GIVEN, NOT_GIVEN, NOT_GIVEN]
             if model == "attention_unet":
-                cells += [text.interval(diffs[m], n=True) if r == "ci" else text.p_value(diffs[m].p)
-                          for _, m, r in PAIRED_ROWS]
+                cells += _difference_cells(diffs)
                 paper_cells += [text.signed(paper.gain(exp.name, m)) if r == "ci" else NOT_GIVEN
-                                for _, m, r in PAIRED_ROWS]
+                                for _, m, r in DIFFERENCE_ROWS]
             else:
-                cells += [""] * len(PAIRED_ROWS)
-                paper_cells += [""] * len(PAIRED_ROWS)
+                cells += [""] * len(DIFFERENCE_ROWS)
+                paper_cells += [""] * len(DIFFERENCE_ROWS)
             columns += [cells, paper_cells]
             notes += _notes(label, column, runs_dir)
-    titles = [t for t, _ in ROWS] + [t for t, _, _ in PAIRED_ROWS]
+    titles = [t for t, _ in ROWS] + [t for t, _, _ in DIFFERENCE_ROWS]
     rows = [[row_title, *(col[i] for col in columns)] for i, row_title in enumerate(titles)]
     notes = ["measured: mean ± std over every (test case, seed) of each column, from the per-case evaluations; "
              "Params counted on the model rebuilt from its config; wall-clock inference times are in timings.md, so "
              "that the same runs always give the same table.",
-             "Δ rows: Attention U-Net minus U-Net over the (case, seed) pairs both were scored on: mean difference "
-             "[95 % bootstrap interval] (n pairs), and the two-sided Wilcoxon signed-rank p (aunet.stats); the "
-             "paper column gives the difference of the paper's means (the paper reports no test).",
+             "Converged runs: runs whose validation pancreas Dice rose by less than "
+             f"{convergence.TOLERANCE:g} over the last quarter of their epochs ({convergence.SMOOTH}-point moving "
+             "mean, aunet.convergence), of the column's runs.",
+             "Δ rows: Attention U-Net minus U-Net with the training run as the unit (aunet.stats): the mean of the "
+             "per-seed mean differences [95 % interval: bootstrap over seeds crossed with test cases] (seeds x "
+             "cases); per seed: each seed's mean difference over its test cases, in seed order; p: the larger of two "
+             "exact two-sided sign-flip tests, over the per-seed and over the per-case mean differences (3 seeds "
+             "cannot go below 0.25); the paper column gives the difference of the paper's means (the paper reports "
+             "no test).",
              "paper: Oktay et al., MIDL 2018 poster; its inference time is one 160x160x96 forward pass on a GPU; "
              f"{NOT_GIVEN} = not reported there.", *notes]
     return Table(name, title, header, rows, notes)

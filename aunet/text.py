@@ -4,8 +4,12 @@ Every table, claim, study sentence, README section and the benchmark page writes
 
     signed(0.0081)                  +0.008          a difference
     interval(diff)                  +0.008 [-0.023, +0.039]   a difference and its 95 % interval
-    interval(diff, n=True)          +0.008 [-0.023, +0.039] (n 98)
+    interval(diff, n=True)          +0.008 [-0.023, +0.039] (6 seeds x 24 cases)
+    per_seed([0.123, 0.071, -0.055])   +0.123, +0.071, -0.055   each seed's mean difference
+    design(6, 24)                   6 x 24          seeds x test cases a difference is computed from
     p_value(0.0004)                 <0.001          (0.43, 0.006, <0.001; n/a when not tested)
+    detectable(0.052), detectable(inf)   0.052, none   the smallest difference a design detects
+    share(5, 6)                     5/6             e.g. runs that converged
     mean_std(0.379, 0.132)          0.379 ± 0.132
     ratio(1.0884)                   1.088
     millions(5.88e6), seconds(0.167)   5.88 M, 0.167 s
@@ -34,17 +38,22 @@ NA = "n/a"  # a number that cannot be computed (no pairs, no values)
 NOT_RUN = "not run"  # no evaluated run
 UNREADABLE = "unreadable"  # runs whose records cannot be read (aunet.records names the file)
 DIGITS = 3
-VERDICT_RULE = ("supported = interval above 0 and p < 0.05; not supported = interval below 0 and p < 0.05 (the runs "
-                "show the opposite); else inconclusive at this budget")
+NONE_DETECTABLE = "none"  # a design whose seeds or cases cannot reach p < 0.05 (3 seeds: p >= 0.25)
+VERDICT_RULE = ("with the training run as the unit (aunet.stats): supported = the interval, a bootstrap over seeds "
+                "crossed with test cases, above 0 and p < 0.05, p the larger of exact sign-flip tests over the "
+                "per-seed and over the per-case mean differences; not supported = interval below 0 and p < 0.05 "
+                "(the runs show the opposite); else inconclusive at this budget (below 6 seeds or 6 test cases no p "
+                "reaches 0.05)")
 
 
 class Estimate(Protocol):
-    """What an interval is written from (aunet.stats.Difference)."""
+    """What an interval is written from (aunet.stats.SeedDifference)."""
 
     mean: float
     low: float
     high: float
-    n: int
+    n: int  # seeds
+    cases: int
 
 
 def number(x: float, digits: int = DIGITS) -> str:
@@ -58,10 +67,30 @@ def signed(x: float, digits: int = DIGITS) -> str:
 
 
 def interval(d: Estimate, n: bool = False) -> str:
-    """'+0.008 [-0.023, +0.039]', with ' (n 98)' when n; n/a without pairs."""
+    """'+0.008 [-0.023, +0.039]', with ' (6 seeds x 24 cases)' when n; n/a without a seed."""
     if d.n == 0 or math.isnan(d.mean):
         return NA
-    return f"{signed(d.mean)} [{signed(d.low)}, {signed(d.high)}]" + (f" (n {d.n})" if n else "")
+    return f"{signed(d.mean)} [{signed(d.low)}, {signed(d.high)}]" + (f" ({d.n} seeds x {d.cases} cases)" if n else "")
+
+
+def per_seed(values: Sequence[float]) -> str:
+    """'+0.123, +0.071, -0.055': one mean difference per seed, in seed order (n/a when none)."""
+    return ", ".join(signed(v) for v in values) if len(values) else NA
+
+
+def design(seeds: int, cases: int) -> str:
+    """'6 x 24': the seeds and test cases a difference is computed from (not run without a seed)."""
+    return f"{seeds} x {cases}" if seeds else NOT_RUN
+
+
+def detectable(x: float) -> str:
+    """The smallest difference a design detects with 80 % power: 0.052; none (inf) when it cannot reach p < 0.05."""
+    return NONE_DETECTABLE if math.isinf(x) else number(x)
+
+
+def share(k: int, n: int) -> str:
+    """'5/6': k of n (runs that converged, ...)."""
+    return f"{k}/{n}"
 
 
 def p_value(p: float) -> str:

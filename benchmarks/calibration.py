@@ -4,7 +4,7 @@
 
 Without --runs: the score model's sizes from issue 22's numbers (`issue_components`), for the stand-in's two
 CT-150 test sets (6 and 24 cases). With --runs: the sizes measured from the per-case test scores of both
-models of each CT-150 experiment (aunet.tables reads them; aunet.power.variance_components estimates them),
+models of each CT-150 experiment (aunet.records reads them; aunet.power.variance_components estimates them),
 per metric. Then, per number of seeds S, simulated reproductions give: the share of false verdicts
 ("supported" or "not supported" with no true difference) of the seed rule and of the old pair rule, the seed
 rule's power at the paper's gain, and the smallest gain it detects with 80 % power.
@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 
+from aunet.paper import gain
 from aunet.power import (
     Components,
     minimum_detectable_difference,
@@ -24,7 +25,8 @@ from aunet.power import (
     variance_components,
     verdict_rates,
 )
-from aunet.tables import PAPER, read_column
+from aunet.records import read_column
+from aunet.stats import score_matrix
 
 EXPERIMENTS = {"ct150_120_30": 6, "ct150_30_120": 24}  # the stand-in's test cases per experiment
 METRICS = ("dice", "recall")
@@ -43,19 +45,12 @@ def issue_components(case_share: float = 0.0) -> Components:
                       case_model=math.sqrt(case_share * within / 2), residual=math.sqrt((1 - case_share) * within / 2))
 
 
-def paper_gain(experiment: str, metric: str) -> float:
-    """The paper's Att - U-Net difference of means (aunet.tables.PAPER)."""
-    return PAPER[experiment, "attention_unet"][metric][0] - PAPER[experiment, "unet"][metric][0]
-
-
 def scores(runs: str, experiment: str, metric: str) -> np.ndarray:
     """y (seeds, cases, 2: U-Net, Att) over the seeds and cases both models scored."""
     unet, att = (read_column(runs, experiment, m) for m in ("unet", "attention_unet"))
-    if unet is None or att is None:
+    if not (unet.seeds and att.seeds):
         raise SystemExit(f"{runs}/{experiment}: both models need evaluated seeds")
-    keys = set(unet.cases) & set(att.cases)
-    seeds, cases = sorted({s for s, _ in keys}), sorted({c for _, c in keys})
-    return np.array([[[unet.cases[s, c][metric], att.cases[s, c][metric]] for c in cases] for s in seeds])
+    return score_matrix(unet.scores(metric), att.scores(metric))[2]
 
 
 def describe(k: Components) -> str:
@@ -87,7 +82,7 @@ def main() -> None:
             for share in (0.0, 0.5):
                 k = issue_components(share)
                 print(f"{experiment} dice, issue 22's sizes, case x model share {share}: {describe(k)}")
-                report(k, cases, paper_gain(experiment, "dice"), seeds, args.repetitions)
+                report(k, cases, gain(experiment, "dice"), seeds, args.repetitions)
             continue
         for metric in METRICS:
             y = scores(args.runs, experiment, metric)
@@ -95,7 +90,7 @@ def main() -> None:
             per_seed = ", ".join(f"{m:+.3f}" for m in (y[..., 1] - y[..., 0]).mean(axis=1))
             print(f"{experiment} {metric}: {y.shape[0]} seeds x {y.shape[1]} cases; per-seed Att - U-Net {per_seed}; "
                   f"{describe(k)}")
-            report(k, y.shape[1], paper_gain(experiment, metric), seeds, args.repetitions)
+            report(k, y.shape[1], gain(experiment, metric), seeds, args.repetitions)
 
 
 if __name__ == "__main__":

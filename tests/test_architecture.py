@@ -204,3 +204,26 @@ def test_only_aunet_text_spells_intervals_differences_and_mean_std():
                    if isinstance(node, (ast.FunctionDef, ast.Assign)) and name in
                    ([node.name] if isinstance(node, ast.FunctionDef) else [getattr(t, "id", "") for t in node.targets])]
         assert defined in ([], ["aunet.text"]), f"{name} defined in {defined}"
+
+
+def _calls(path: Path) -> set[str]:
+    """The names a module calls (f(...) or x.f(...))."""
+    return {_call_name(n) for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Call)}
+
+
+def test_every_difference_takes_the_training_run_as_the_unit():
+    """No module tests a difference over case x seed pairs: only aunet.power keeps that rule, as the counterexample
+    its calibration measures; the pair statistics are gone from aunet.stats."""
+    pair_tests = {"wilcoxon", "mannwhitneyu", "paired_difference", "independent_difference"}
+    holders = sorted(name for name, path in modules().items() if _calls(path) & pair_tests)
+    assert holders == ["aunet.power"], f"a test over case x seed pairs is called in {holders}"
+    import aunet.stats
+
+    assert not {"Difference", "paired_difference", "independent_difference"} & set(vars(aunet.stats))
+
+
+def test_convergence_is_judged_once_and_read_from_the_records():
+    """aunet.convergence decides; aunet.records applies it to each run; the tables and the manifest read the records."""
+    judges = sorted(name for name, path in modules().items()
+                    if _calls(path) & {"history_convergence", "convergence"} and name != "aunet.convergence")
+    assert judges == ["aunet.records"], f"convergence judged in {judges}"

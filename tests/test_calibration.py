@@ -12,14 +12,18 @@ import pytest
 
 from aunet.power import (
     Components,
+    complete_block,
+    detectable_difference,
+    independent_detectable_difference,
     minimum_detectable_difference,
     pair_rule,
     seed_rule,
     simulate_scores,
+    smallest_permutation_p,
     variance_components,
     verdict_rates,
 )
-from aunet.stats import ALPHA, seed_difference, verdict
+from aunet.stats import ALPHA, independent_seed_difference, seed_difference, verdict
 from benchmarks.calibration import issue_components
 
 REPETITIONS = 400
@@ -92,3 +96,29 @@ def test_variance_components_recover_the_simulated_sizes():
         assert mean_variance == pytest.approx(getattr(k, name) ** 2, rel=0.2), name
     with pytest.raises(ValueError, match="seeds >= 2"):
         variance_components(np.zeros((1, 5, 2)))
+
+
+def test_a_claims_design_is_measured_on_its_own_scores():
+    k = issue_components()
+    y = simulate_scores(k, 6, 8, 0.0, 1, seed=7)[0]
+    assert detectable_difference(y, repetitions=100) == pytest.approx(
+        minimum_detectable_difference(variance_components(y), 6, 8, repetitions=100))
+    assert detectable_difference(y[:3]) == math.inf and detectable_difference(y[:, :4]) == math.inf  # p >= 0.125
+    gaps = np.concatenate([y, np.full((6, 4, 2), np.nan)], axis=1)
+    gaps[:3, 8:] = 0.5  # four more cases scored by seeds 0-2 only: 6 x 8 complete beats 3 x 12
+    assert complete_block(gaps).shape == (6, 8, 2)
+    assert math.isnan(detectable_difference(np.where(np.eye(6, 8, dtype=bool)[..., None], y, np.nan)))  # no block
+
+
+def test_the_independent_design_detects_its_difference_80_percent_of_the_time():
+    k = issue_components()
+    first, second = simulate_scores(k, 6, 6, 0.0, 1, seed=4)[0], simulate_scores(k, 6, 24, 0.0, 1, seed=5)[0]
+    assert smallest_permutation_p(3, 3) == pytest.approx(0.1) and smallest_permutation_p(6, 24) < ALPHA
+    assert independent_detectable_difference(first[:3], second[:3]) == math.inf  # 3 runs against 3: p >= 0.1
+    gain = independent_detectable_difference(first, second, repetitions=200)
+    assert 0 < gain < math.inf
+    k1, k2 = variance_components(first), variance_components(second)
+    a, b = simulate_scores(k1, 6, 6, 0.0, 200, seed=77), simulate_scores(k2, 6, 24, gain, 200, seed=78)  # new draws
+    words = [verdict(independent_seed_difference(x[..., 1] - x[..., 0], z[..., 1] - z[..., 0], resamples=1000))
+             for x, z in zip(a, b)]
+    assert abs(words.count("supported") / len(words) - 0.8) < 0.1

@@ -1,6 +1,6 @@
-"""aunet.stats beyond the paired rows (those are checked against scipy in test_tables): the Holm adjustment of
-a family of tests, the rank correlation the study uses for focus against Dice gain, and the statistics with the
-training run as the unit (their calibration is in test_calibration.py)."""
+"""aunet.stats: the statistics with the training run as the unit (their calibration is in test_calibration.py;
+the tables' cells are checked by hand in test_tables.py), the Holm adjustment of a family of tests and the rank
+correlation the study uses for focus against Dice gain."""
 import itertools
 import math
 
@@ -16,8 +16,10 @@ from aunet.stats import (
     per_seed_means,
     permutation_p,
     rank_correlation,
+    score_matrix,
     seed_case_bootstrap,
     seed_difference,
+    seed_means,
     sign_flip_p,
     verdict,
 )
@@ -53,6 +55,12 @@ def test_difference_matrix_pairs_seed_and_case_and_leaves_gaps_as_nan():
     np.testing.assert_allclose(d, [[0.2, 0.0], [-0.1, np.nan]])
     np.testing.assert_allclose(per_seed_means(d), [0.1, -0.1])
     np.testing.assert_allclose(per_case_means(d), [0.05, 0.0])
+    _, _, y = score_matrix(a, b)  # both scores side by side: (seeds, cases, 2)
+    np.testing.assert_allclose(y[0], [[0.5, 0.7], [0.4, 0.4]])
+    assert np.isnan(y[1, 1]).all()
+    assert seed_means(a, b) == pytest.approx({0: 0.1, 1: -0.1})
+    pooled = {(s, ("exp", c)): v for (s, c), v in a.items()}  # a case key may name its experiment too
+    assert seed_means(pooled, {(s, ("exp", c)): v for (s, c), v in b.items()}) == pytest.approx({0: 0.1, 1: -0.1})
 
 
 def brute_sign_flip(m):

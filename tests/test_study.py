@@ -13,7 +13,7 @@ from aunet.config import Config
 from aunet.errors import AunetError
 from aunet.experiments import EXPERIMENTS, experiment_config
 from aunet.run import RunFolder
-from aunet.stats import holm, paired_difference, rank_correlation
+from aunet.stats import holm, rank_correlation, seed_difference
 from aunet.study import (
     DEFAULT_DATASETS,
     PHANTOM_OPTIONS,
@@ -111,11 +111,14 @@ def test_table_conclusions_forest_and_focus_come_from_the_records(tmp_path):
     table = results_table(results)
     assert [row[0] for row in table.rows] == [c.title for c in conditions.values()]
     row = dict(zip(table.header, table.rows[0]))
-    dice = paired_difference(sum((scores[s][0] for s in (0, 1)), []), sum((scores[s][1] for s in (0, 1)), []))
-    recall = paired_difference(sum((scores[s][2] for s in (0, 1)), []), sum((scores[s][3] for s in (0, 1)), []))
-    assert row["pairs"] == "6" and row["Δ Dice p"] == p_value(dice.p)
+    d_dice = np.array([np.subtract(scores[s][1], scores[s][0]) for s in (0, 1)])  # (seeds, cases): Att - U-Net
+    d_recall = np.array([np.subtract(scores[s][3], scores[s][2]) for s in (0, 1)])
+    dice, recall = seed_difference(d_dice), seed_difference(d_recall)
+    assert row["seeds x cases"] == "2 x 3" and row["Δ Dice p"] == p_value(dice.p)
     assert row["Δ Dice [95 % interval]"] == f"{dice.mean:+.3f} [{dice.low:+.3f}, {dice.high:+.3f}]"
-    assert row["Δ recall [95 % interval]"].startswith(f"{recall.mean:+.3f} [")
+    assert row["Δ Dice per seed"] == ", ".join(f"{m:+.3f}" for m in d_dice.mean(axis=1))  # each seed's own mean
+    assert dice.mean == pytest.approx(d_dice.mean()) and dice.p == 0.5  # 2 seeds of one sign: 2 of 4 patterns
+    assert row["Δ recall [95 % interval]"].startswith(f"{d_recall.mean():+.3f} [")
     assert row["Δ recall p"] == p_value(recall.p)
     u_all, a_all = sum((scores[s][0] for s in (0, 1)), []), sum((scores[s][1] for s in (0, 1)), [])
     assert row["U-Net Dice"] == f"{np.mean(u_all):.3f} ± {np.std(u_all):.3f}"  # each model's level, cases x seeds
@@ -126,12 +129,11 @@ def test_table_conclusions_forest_and_focus_come_from_the_records(tmp_path):
     assert row["paper Δ Dice"] == f"{gain:+.3f}" and row["focus (level 2)"] == "3.00"
     gate = dict(zip(table.header, table.rows[list(conditions).index("one_gate")]))  # paired with the baseline U-Net
     gate_gain = float(gate["Δ Dice [95 % interval]"].split()[0])
-    assert gate["pairs"] == "6" and gate_gain == pytest.approx(dice.mean - 0.1, abs=1e-3)
+    assert gate["seeds x cases"] == "2 x 3" and gate_gain == pytest.approx(dice.mean - 0.1, abs=1e-3)
     less = dict(zip(table.header, table.rows[list(conditions).index("less_data")]))
-    assert less["pairs"] == "0" and less["paper Δ Dice"] == "+0.026"  # 0.767 - 0.741, the paper's 30/120
+    assert less["seeds x cases"] == "not run" and less["paper Δ Dice"] == "+0.026"  # 0.767 - 0.741, the 30/120
     # Holm over the pre-registered family: the Dice and recall tests of the conditions that ran (baseline, one gate)
-    gate_dice = paired_difference(sum((scores[s][0] for s in (0, 1)), []),
-                                  [d - 0.1 for s in (0, 1) for d in scores[s][1]])
+    gate_dice = seed_difference(d_dice - 0.1)
     family = holm([dice.p, recall.p, gate_dice.p, recall.p])
     holm_cells = [row["Δ Dice p (Holm)"], row["Δ recall p (Holm)"], gate["Δ Dice p (Holm)"]]
     assert holm_cells == [p_value(p) for p in family[:3]]
@@ -142,20 +144,22 @@ def test_table_conclusions_forest_and_focus_come_from_the_records(tmp_path):
     for sentence, cells in zip(sentences, table.rows):
         cell = dict(zip(table.header, cells))
         assert sentence.startswith(cell["condition"] + ":")
-        if cell["pairs"] == "0":
+        if cell["seeds x cases"] == "not run":
             assert sentence.endswith("not run.")
             continue
-        for key in ("Δ Dice [95 % interval]", "Δ Dice p", "Δ recall [95 % interval]", "Δ recall p", "pairs",
+        for key in ("Δ Dice [95 % interval]", "Δ Dice per seed", "Δ Dice p", "Δ recall [95 % interval]",
+                    "Δ recall per seed", "Δ recall p", "seeds x cases",
                     "paper Δ Dice", "paper Δ recall", "Dice verdict", "U-Net Dice", "Att U-Net Dice",
                     "Δ Dice p (Holm)", "Δ recall p (Holm)"):
             assert cell[key] in sentence, (key, sentence)
     labels, diffs, paper_marks = forest_rows(results)
-    assert labels == [r[0] for r in table.rows] and diffs["Dice"][0] == dice and paper_marks["Dice"][0] == gain
+    assert labels == [r[0] for r in table.rows] and paper_marks["Dice"][0] == gain
+    assert diffs["Dice"][0].mean == pytest.approx(dice.mean) and diffs["Dice"][0].per_seed == dice.per_seed
     per_seed = focus_table(results)
     assert [r[:4] for r in per_seed.rows[:2]] == [["baseline (120/30)", "0", "3.00", "1"],
                                                   ["baseline (120/30)", "1", "3.00", "1"]]
-    seed0 = paired_difference(scores[0][0], scores[0][1]).mean
-    assert per_seed.rows[0][4] == f"{seed0:+.3f}"
+    seed0 = float(d_dice[0].mean())
+    assert per_seed.rows[0][4] == f"{seed0:+.3f}" and per_seed.rows[0][6] == "3"
     assert focus_points(results)[0] == ("baseline (120/30)", pytest.approx(3.0), pytest.approx(seed0))
     assert math.isnan(results[list(conditions).index("one_gate")].focus.get(0, (0, math.nan))[1])
     # focus and gain: Spearman over the per-seed table's printed cells (both baseline seeds have focus 3.00: no rho)

@@ -15,7 +15,7 @@ from matplotlib.colors import Normalize
 
 from aunet.io import atomic_write
 from aunet.labels import TARGET, value
-from aunet.stats import Difference
+from aunet.stats import SeedDifference
 from aunet.viz.render import ATTENTION_CMAP, data_window, render_slice
 
 
@@ -131,12 +131,12 @@ def plot_dice_vs_paper(columns: Sequence[tuple[str, tuple[float, float] | None, 
     return fig
 
 
-def plot_forest(labels: Sequence[str], differences: Mapping[str, Sequence[Difference]],
+def plot_forest(labels: Sequence[str], differences: Mapping[str, Sequence[SeedDifference]],
                 paper: Mapping[str, Sequence[float | None]] | None = None,
-                title: str = "Attention U-Net minus U-Net, pancreas (held-out cases x seeds)") -> plt.Figure:
+                title: str = "Attention U-Net minus U-Net, pancreas (seeds x held-out cases)") -> plt.Figure:
     """A forest plot: one row per condition, one panel per metric; mean difference, 95 % interval, the paper's mark.
 
-    differences: metric title -> one aunet.stats.Difference per label; paper: metric title -> the paper's
+    differences: metric title -> one aunet.stats.SeedDifference per label; paper: metric title -> the paper's
     difference per label (None: none to mark). Rows not run (n = 0) say so.
     """
     fig, axes = plt.subplots(1, len(differences), figsize=(3.6 * len(differences) + 2.4, 0.42 * len(labels) + 1.4),
