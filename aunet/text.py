@@ -34,7 +34,7 @@ from typing import Any, Mapping, Protocol, Sequence
 from aunet.errors import AunetError
 from aunet.io import atomic_write_csv, atomic_write_text
 
-NA = "n/a"  # a number that cannot be computed (no pairs, no values)
+NA = "n/a"  # a number that cannot be computed (no seed scored by both models, no values)
 NOT_RUN = "not run"  # no evaluated run
 UNREADABLE = "unreadable"  # runs whose records cannot be read (aunet.records names the file)
 DIGITS = 3
