@@ -131,7 +131,7 @@ class Config:
 
     @classmethod
     def load(cls, path: str | Path) -> Config:
-        """Read a run's config file (RunFolder.write_config writes them); AunetError naming the file when it is not one."""
+        """Read a run's config file (RunFolder.write_config writes it); AunetError naming a bad file."""
         path = Path(path)
         try:
             values = json.loads(path.read_text())
