@@ -45,6 +45,7 @@ class TrainingStep:
         self.bf16 = cpu and cfg.amp and speedups.enabled("bf16")
         self.channels_last = cfg.channels_last or (cpu and speedups.enabled("channels_last"))
         self.fused_adam = cpu and speedups.enabled("fused_adam")
+        self.speedups = speedups.describe()  # the switch as the model below is built (off() blocks included)
         net = (net if net is not None else cfg.build_model()).to(device)
         if self.channels_last:
             net = net.to(memory_format=torch.channels_last_3d)
@@ -86,7 +87,7 @@ class TrainingStep:
         return loss.item()
 
     def describe(self) -> dict[str, object]:
-        """What this step runs: precision, memory layout, fused Adam, compile, and aunet.speedups' state."""
+        """What this step runs: precision, memory layout, fused Adam, compile, and aunet.speedups' state when built."""
         dtype = "bfloat16" if self.bf16 else ("mixed" if self.device.type == "cuda" and self.cfg.amp else "float32")
         return {"forward_dtype": dtype, "channels_last": self.channels_last, "fused_adam": self.fused_adam,
-                "compile": self.cfg.compile, **speedups.describe()}
+                "compile": self.cfg.compile, **self.speedups}

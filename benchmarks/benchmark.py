@@ -55,7 +55,7 @@ ATTENTION_MODEL = "aunet.AttentionUNet"
 ALLOCATOR_MODELS = ("aunet.AttentionUNet", "monai.AttentionUnet")
 MODEL_SPEEDUPS = ("fastconv", "upsample", "fold_gates", "fused_head")  # those a model is built with
 # aunet's model built with speed-ups off: (label, speed-ups off, also timed with forward+backward)
-SWITCHES = (("default", (), True), ("x2 upsampling off", ("upsample",), True),
+SWITCHES = (("default", (), True), ("exact upsampling off", ("upsample",), True),
             ("gate folding off", ("fold_gates",), False),  # folding acts in eval mode only
             ("fused head off", ("fused_head",), True), ("all four off", MODEL_SPEEDUPS, True))
 

@@ -30,39 +30,50 @@ def _rates(seconds: float, flops: float, matmul: dict) -> str:
     return (f"{gflops:.1f}", f"{100 * gflops / matmul['float32']:.0f} %", f"{100 * gflops / matmul['bfloat16']:.0f} %")
 
 
+def time_ratio(run: dict, name: str, reference: str) -> float:
+    """`name`'s time / `reference`'s in the same round, median over rounds."""
+    v = run["variants"]
+    return _med([t / r for t, r in zip(v[name]["times"], v[reference]["times"])])
+
+
 def speed_vs(run: dict, name: str, reference: str) -> float:
     """How many times faster `name` ran than `reference`: the median over rounds of their time ratio."""
     v = run["variants"]
     return _med([r / t for t, r in zip(v[name]["times"], v[reference]["times"])])
 
 
+def _rows(runs: dict, flops: dict | None, matmul: dict | None) -> list[list[str]]:
+    """One row per variant of every run: its time, and its speed against the run's first variant."""
+    rows = []
+    for setting, run in runs.items():
+        first = next(iter(run["variants"]))
+        for name, v in run["variants"].items():
+            t = _med(v["times"])
+            row = [setting, name, v["info"].get("forward_dtype", "float32"), "yes" if v["info"].get("channels_last") else "no",
+                   f"{t:.3f}", f"{min(v['times']):.3f}", f"{speed_vs(run, name, first):.2f}x"]
+            if flops is not None:
+                threads = setting.split(",")[0]
+                row += _rates(t, flops["quick, monai" if name.startswith("monai") else "quick"], matmul[threads])
+            rows.append(row + [_load(run)])
+    return rows
+
+
 def old_new_table(results: dict) -> str:
-    """The quick step of 7487c8c and of this tree (and MONAI's AttentionUnet), per thread count and ISA."""
+    """The quick step of 7487c8c and of this tree, per thread count and ISA; MONAI's AttentionUnet beside it."""
     runs = _missing(results, "old_new")
     if not runs:
         return "Not measured in this run."
     steps = results["steps"]
-    rows = []
-    for threads, run in runs.items():
-        matmul = steps["matmul"][threads]
-        for name, v in run["variants"].items():
-            isa = v["spec"].get("env", {}).get("ONEDNN_MAX_CPU_ISA")
-            reference = f"{OLD}, {isa}" if isa else OLD
-            flops = steps["flops"]["quick, monai" if name.startswith("monai") else "quick"]
-            t = _med(v["times"])
-            rows.append([threads, isa or "default", name, v["info"].get("forward_dtype", "float32"),
-                         "yes" if v["info"].get("channels_last") else "no", f"{t:.3f}", f"{min(v['times']):.3f}",
-                         f"{speed_vs(run, name, reference):.2f}x", *_rates(t, flops, matmul), _load(run)])
     n = next(iter(runs.values()))
     return (f"Batch 2 x 48x48x32, 8 base filters (the quick profile): forward, loss, backward and Adam as `aunet "
-            f"train` runs them, each variant in its own process, {n['rounds']} rounds of {n['steps']} steps after "
-            f"{n['warmup']} warm-up round; ONEDNN_MAX_CPU_ISA as in the second column. Speed: {OLD}'s time (same "
-            f"ISA) / the row's, per round, median. GFLOP: {steps['flops']['quick'] / 1e9:.1f} (aunet) and "
-            f"{steps['flops']['quick, monai'] / 1e9:.1f} (MONAI) per step, convolutions forward and backward; "
-            f"matmul: 2048x2048 at the same thread count.\n\n"
-            + _table(["threads", "oneDNN ISA", "step", "forward", "channels-last", "s / step (median)", "min",
-                      f"speed vs {OLD}", "GFLOP/s", "% of fp32 matmul", "% of bf16 matmul", "load before / after"],
-                     rows))
+            f"train` runs them, each variant in its own process; each setting is one interleaved run of "
+            f"{n['rounds']} rounds of {n['steps']} steps after {n['warmup']} warm-up round. Speed: the first row's "
+            f"time / the row's in the same round, median over rounds. GFLOP: {steps['flops']['quick'] / 1e9:.1f} "
+            f"(aunet) and {steps['flops']['quick, monai'] / 1e9:.1f} (MONAI) per step, convolutions forward and "
+            f"backward; matmul: 2048x2048 at the same thread count.\n\n"
+            + _table(["setting", "step", "forward", "channels-last", "s / step (median)", "min", "speed vs first row",
+                      "GFLOP/s", "% of fp32 matmul", "% of bf16 matmul", "load before / after"],
+                     _rows(runs, steps["flops"], steps["matmul"])))
 
 
 def candidates_table(results: dict) -> str:
@@ -72,15 +83,16 @@ def candidates_table(results: dict) -> str:
         return "Not measured in this run."
     rows = []
     for setting, run in runs.items():
-        for name, v in run["variants"].items():
-            r = run["ratios"][name]
-            rows.append([setting, name, v["info"].get("forward_dtype", "float32"),
-                         "yes" if v["info"].get("channels_last") else "no", f"{_med(v['times']):.3f}",
-                         "1.00" if name == "this tree" else f"{r:.2f}", _load(run)])
-    return ("Each row's time / this tree's in the same round: above 1, the speed-up that row switches off pays "
-            "(or the one it forces on would cost).\n\n"
-            + _table(["setting", "step", "forward", "channels-last", "s / step", "time / this tree",
-                      "load before / after"], rows))
+        (_, ref), (name, v) = run["variants"].items()
+        rows.append([setting.split(": ")[0], name, v["info"].get("forward_dtype", "float32"),
+                     "yes" if v["info"].get("channels_last") else "no", f"{_med(ref['times']):.3f}",
+                     f"{_med(v['times']):.3f}", f"{time_ratio(run, name, 'this tree'):.2f}", _load(run)])
+    n = next(iter(runs.values()))
+    return (f"Each row: one interleaved run of this tree's step and the row's variant, {n['rounds']} rounds of one "
+            f"step each. Time ratio above 1: the speed-up that row switches off pays (or the one it forces on would "
+            f"cost) in that setting.\n\n"
+            + _table(["setting", "variant", "forward", "channels-last", "this tree s / step", "variant s / step",
+                      "variant / this tree (median of rounds)", "load before / after"], rows))
 
 
 def profile_table(results: dict) -> str:
@@ -131,7 +143,7 @@ def paper_table(results: dict) -> str:
         flops = steps["flops"]["paper, monai" if name.startswith("monai") else "paper"]
         t = _med(v["times"])
         rows.append([name, v["info"].get("forward_dtype", "float32"), f"{t:.2f}",
-                     f"{1 / speed_vs(run, name, ref):.2f}", f"{flops / t / 1e9:.1f}"])
+                     f"{time_ratio(run, name, ref):.2f}", f"{flops / t / 1e9:.1f}"])
     threads = next(iter(run["variants"].values()))["info"]["threads"]
     return (f"Batch 1 x 160x160x96, 16 base filters, one training step ({threads} threads), {run['rounds']} rounds "
             f"after a warm-up round; load before / after {_load(run)}.\n\n"

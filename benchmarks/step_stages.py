@@ -42,29 +42,32 @@ def isa_label(isa: str | None) -> str:
 
 
 def measure_old_new(threads: tuple[int, ...], rounds: int, steps: int) -> dict:
-    """The quick step of OLD and of this tree, each under the CPU's own ISA and ONEDNN_MAX_CPU_ISA=AVX2, and
-    MONAI's AttentionUnet at the same size: one interleaved run per thread count."""
+    """The quick step, OLD against this tree, under the CPU's own ISA and ONEDNN_MAX_CPU_ISA=AVX2, then MONAI's
+    AttentionUnet at the same size against this tree: one interleaved run per pair and thread count."""
     out = {}
     for t in threads:
-        avx2 = {"env": {"ONEDNN_MAX_CPU_ISA": "AVX2"}, "threads": t}
-        variants = {OLD: {"code": OLD, "threads": t}, "this tree": {"threads": t},
-                    f"{OLD}, AVX2": {"code": OLD, **avx2}, "this tree, AVX2": avx2,
+        for isa in (None, "AVX2"):
+            env = {"ONEDNN_MAX_CPU_ISA": isa} if isa else {}
+            variants = {OLD: {"code": OLD, "threads": t}, "this tree": {"threads": t}}
+            out[f"{t} thread(s), {isa_label(isa)}"] = timed(variants, rounds, steps, env, f"old/new {t}T {isa_label(isa)}")
+        variants = {"this tree": {"threads": t},
                     "monai.AttentionUnet, plain float32 step": {"model": "monai", "off": ALL_OFF, "threads": t},
                     "monai.AttentionUnet, aunet's step": {"model": "monai", "threads": t}}
-        out[f"{t} thread(s)"] = timed(variants, rounds, steps, {}, f"old/new {t}T")
+        out[f"{t} thread(s), MONAI"] = timed(variants, rounds, steps, {}, f"MONAI {t}T")
     return out
 
 
-def measure_candidates(threads: tuple[int, ...], rounds: int, steps: int) -> dict:
-    """This tree's step against itself with one speed-up off (or a refused one forced), per ISA and thread count."""
+def measure_candidates(threads: tuple[int, ...], rounds: int) -> dict:
+    """This tree's step against itself with one speed-up off (or a turned-down one forced on): one interleaved
+    pair per candidate, ISA and thread count, one step per turn (pairs close in time: the load drifts)."""
     out = {}
     for isa, candidates in ISAS.items():
+        env = {"ONEDNN_MAX_CPU_ISA": isa} if isa else {}
         for t in threads:
-            variants = {"this tree": {"threads": t}}
             for label, spec in candidates:
-                variants[label] = {**spec, "threads": t}
-            env = {"ONEDNN_MAX_CPU_ISA": isa} if isa else {}
-            out[f"{t} thread(s), {isa_label(isa)}"] = timed(variants, rounds, steps, env, f"candidates {t}T {isa_label(isa)}")
+                variants = {"this tree": {"threads": t}, label: {**spec, "threads": t}}
+                out[f"{t} thread(s), {isa_label(isa)}: {label}"] = timed(variants, rounds, 1, env,
+                                                                         f"{t}T {isa_label(isa)}")
     return out
 
 
@@ -194,7 +197,7 @@ def timed(variants: dict, rounds: int, steps: int, env: dict, label: str) -> dic
 
 # how much of each measurement a benchmark profile takes (benchmarks/benchmark.py's "full" and "quick")
 STEP_PROFILES = {
-    "full": dict(threads=(2, 1), rounds=8, steps=2, candidate_rounds=5, profile_steps=5, paper_rounds=3,
+    "full": dict(threads=(2, 1), rounds=15, steps=2, candidate_rounds=12, profile_steps=5, paper_rounds=3,
                  compile_rounds=3, processes_rounds=4, epochs=2,
                  shapes=dict(filters=(8, 12, 16), patches=((48, 48, 32), (64, 64, 48), (96, 96, 64)), batches=(1, 2),
                              threads=1, rounds=3)),
@@ -227,7 +230,7 @@ def measure_all(profile: str, save=lambda steps: None) -> dict:
             for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16))}
     torch.set_num_threads(threads)
     stages = [("old_new", lambda: measure_old_new(prof["threads"], prof["rounds"], prof["steps"])),
-              ("candidates", lambda: measure_candidates(prof["threads"], prof["candidate_rounds"], prof["steps"])),
+              ("candidates", lambda: measure_candidates(prof["threads"], prof["candidate_rounds"])),
               ("profiles", lambda: profiles(prof["threads"], prof["profile_steps"])),
               ("shapes", lambda: measure_shapes(shapes["filters"], shapes["patches"], shapes["batches"],
                                                 shapes["threads"], shapes["rounds"])),
