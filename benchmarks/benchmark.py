@@ -268,10 +268,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile", action="store_true", help="also time torch.compile variants (slow to compile)")
     p.add_argument("--no-amp", action="store_true", help="float32 on CUDA too (AMP is on by default there)")
     p.add_argument("--render", metavar="JSON", help="measure nothing: render the tables from this results file")
+    p.add_argument("--threads", type=int, default=0, help="torch threads of the model timings (0: torch's default); "
+                   "the training-step stages time 2 and 1 threads whatever this says")
     p.add_argument("--steps-only", action="store_true", help="only the training-step measurements (train_step.py)")
     p.add_argument("--skip-steps", action="store_true", help="everything but the training-step measurements")
     args = p.parse_args(argv)
 
+    if args.threads:  # this process and the fresh ones it starts (benchmarks/fresh.py)
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
+        torch.set_num_threads(args.threads)
     if args.render:
         results = json.loads(Path(args.render).read_text())
     else:

@@ -14,6 +14,8 @@ import re
 import statistics
 from typing import Callable
 
+from benchmarks import step_report  # the training-step tables (they use _table below, at call time)
+
 # The paper's inference times: one forward pass of a 160x160x96 volume, batch 1, on a GPU (poster table).
 PAPER_GPU_S = {"aunet.UNet": 0.167, "aunet.AttentionUNet": 0.179}
 PAPER_SIZE = [160, 160, 96]
@@ -211,12 +213,10 @@ def time_table(key: str) -> Callable[[dict], str]:
     return lambda results: timing_table(results, key)
 
 
-from benchmarks import step_report  # noqa: E402 -- the training-step tables; they use _table above
-
 REGIONS: dict[str, Callable[[dict], str]] = {
-    "run": run_info, "step": step_report.old_new_table, "step-profile": step_report.profile_table,
-    "step-candidates": step_report.candidates_table, "step-shapes": step_report.shapes_table,
-    "step-paper": step_report.paper_table, "step-extras": step_report.extras_table,
+    "run": run_info, "step": lambda r: step_report.old_new_table(r), "step-profile": lambda r: step_report.profile_table(r),
+    "step-candidates": lambda r: step_report.candidates_table(r), "step-shapes": lambda r: step_report.shapes_table(r),
+    "step-paper": lambda r: step_report.paper_table(r), "step-extras": lambda r: step_report.extras_table(r),
     "ratios": summary, "time-small": time_table("small"), "time-paper": time_table("paper"),
     "training": training_table, "variants": variants_table, "fastconv": fastconv_table,
     "switches": switches_table, "allocator": allocator_table, "sliding": sliding_table,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import statistics
 
-from benchmarks.report import _table
+from benchmarks import report
 
 OLD = "7487c8c"
 
@@ -50,7 +50,8 @@ def _rows(runs: dict, flops: dict | None, matmul: dict | None) -> list[list[str]
         for name, v in run["variants"].items():
             t = _med(v["times"])
             row = [setting, name, v["info"].get("forward_dtype", "float32"), "yes" if v["info"].get("channels_last") else "no",
-                   f"{t:.3f}", f"{min(v['times']):.3f}", f"{speed_vs(run, name, first):.2f}x"]
+                   f"{t:.3f}", f"{min(v['times']):.3f}", f"{speed_vs(run, name, first):.2f}x",
+                   f"{min(run['variants'][first]['times']) / min(v['times']):.2f}x"]
             if flops is not None:
                 threads = setting.split(",")[0]
                 row += _rates(t, flops["quick, monai" if name.startswith("monai") else "quick"], matmul[threads])
@@ -71,8 +72,8 @@ def old_new_table(results: dict) -> str:
             f"time / the row's in the same round, median over rounds. GFLOP: {steps['flops']['quick'] / 1e9:.1f} "
             f"(aunet) and {steps['flops']['quick, monai'] / 1e9:.1f} (MONAI) per step, convolutions forward and "
             f"backward; matmul: 2048x2048 at the same thread count.\n\n"
-            + _table(["setting", "step", "forward", "channels-last", "s / step (median)", "min", "speed vs first row",
-                      "GFLOP/s", "% of fp32 matmul", "% of bf16 matmul", "load before / after"],
+            + report._table(["setting", "step", "forward", "channels-last", "s / step (median)", "min", "speed vs first row",
+                      "speed, minima", "GFLOP/s", "% of fp32 matmul", "% of bf16 matmul", "load before / after"],
                      _rows(runs, steps["flops"], steps["matmul"])))
 
 
@@ -91,7 +92,7 @@ def candidates_table(results: dict) -> str:
     return (f"Each row: one interleaved run of this tree's step and the row's variant, {n['rounds']} rounds of one "
             f"step each. Time ratio above 1: the speed-up that row switches off pays (or the one it forces on would "
             f"cost) in that setting.\n\n"
-            + _table(["setting", "variant", "forward", "channels-last", "this tree s / step", "variant s / step",
+            + report._table(["setting", "variant", "forward", "channels-last", "this tree s / step", "variant s / step",
                       "variant / this tree (median of rounds)", "load before / after"], rows))
 
 
@@ -106,7 +107,7 @@ def profile_table(results: dict) -> str:
     rows = [[c] + [f"{1e3 * prof[n]['seconds'].get(c, 0):.1f} ms ({100 * prof[n]['seconds'].get(c, 0) / totals[n]:.0f} %)"
                    for n in names] for c in order]
     rows.append(["total (profiled)"] + [f"{1e3 * totals[n]:.1f} ms" for n in names])
-    return _table(["category"] + names, rows)
+    return report._table(["category"] + names, rows)
 
 
 def shapes_table(results: dict) -> str:
@@ -127,27 +128,29 @@ def shapes_table(results: dict) -> str:
     threads = next(iter(n["variants"].values()))["info"]["threads"]
     return (f"This tree's step ({threads} thread(s), as aunet.pool runs each training process), median of "
             f"{n['rounds']} rounds; the shapes of one width interleaved.\n\n"
-            + _table(["base filters", "patch", "batch", "s / step", "ns / voxel", "M voxels / s", "GFLOP/s",
+            + report._table(["base filters", "patch", "batch", "s / step", "ns / voxel", "M voxels / s", "GFLOP/s",
                       "load before / after"], rows))
 
 
 def paper_table(results: dict) -> str:
-    """A training step at the paper's size: aunet against MONAI's AttentionUnet."""
-    run = _missing(results, "paper")
-    if not run:
+    """A training step at the paper's size: aunet against MONAI's AttentionUnet, per thread count."""
+    runs = _missing(results, "paper")
+    if not runs:
         return "Not measured in this run."
     steps = results["steps"]
     ref = "monai.AttentionUnet, plain float32 step"
     rows = []
-    for name, v in run["variants"].items():
-        flops = steps["flops"]["paper, monai" if name.startswith("monai") else "paper"]
-        t = _med(v["times"])
-        rows.append([name, v["info"].get("forward_dtype", "float32"), f"{t:.2f}",
-                     f"{time_ratio(run, name, ref):.2f}", f"{flops / t / 1e9:.1f}"])
-    threads = next(iter(run["variants"].values()))["info"]["threads"]
-    return (f"Batch 1 x 160x160x96, 16 base filters, one training step ({threads} threads), {run['rounds']} rounds "
-            f"after a warm-up round; load before / after {_load(run)}.\n\n"
-            + _table(["step", "forward", "s / step", f"/ {ref}", "GFLOP/s"], rows))
+    for threads, run in runs.items():
+        for name, v in run["variants"].items():
+            flops = steps["flops"]["paper, monai" if name.startswith("monai") else "paper"]
+            t = _med(v["times"])
+            rows.append([threads, name, v["info"].get("forward_dtype", "float32"), f"{t:.2f}", f"{min(v['times']):.2f}",
+                         f"{time_ratio(run, name, ref):.2f}", f"{flops / t / 1e9:.1f}", _load(run)])
+    n = next(iter(runs.values()))
+    return (f"Batch 1 x 160x160x96, 16 base filters: one training step (forward, loss, backward, Adam), each "
+            f"variant in its own process, {n['rounds']} rounds of one step after a warm-up round.\n\n"
+            + report._table(["threads", "step", "forward", "s / step", "min", f"time / {ref} (median of rounds)",
+                             "GFLOP/s", "load before / after"], rows))
 
 
 def extras_table(results: dict) -> str:
@@ -157,19 +160,19 @@ def extras_table(results: dict) -> str:
     if "compile" in steps:
         run = steps["compile"]
         v = run["variants"]
-        parts.append(_table(["step", "first step s (compiling)", "s / step", "time / eager"], [
+        parts.append(report._table(["step", "first step s (compiling)", "s / step", "time / eager"], [
             [n, f"{x['info']['first_step_s']:.1f}", f"{_med(x['times']):.3f}", f"{run['ratios'][n]:.2f}"]
             for n, x in v.items()]))
     if "processes" in steps:
         p = steps["processes"]
-        parts.append(_table(["how the 2 cores train", "steps / s (median)", "load before / after"], [
-            [n, f"{_med(p[n]):.2f}", _load(p)] for n in ("one process, 2 threads", "2 processes, 1 thread each")]))
+        parts.append(report._table(["how the 2 cores train", "steps / s (median)", "load before / after"], [
+            [n, f"{_med(rates):.2f}", _load(p)] for n, rates in p["rates"].items()]))
     if "epochs" in steps:
         rows = []
         for name, epochs in steps["epochs"].items():
             for i, e in enumerate(epochs, 1):
                 rows.append([name, i, f"{e['seconds']:.1f}", f"{e['train_seconds']:.1f}", f"{e['data_seconds']:.1f}",
                              f"{e['val_seconds']:.1f}", f"{100 * e['val_seconds'] / e['seconds']:.0f} %"])
-        parts.append(_table(["code", "epoch", "epoch s", "training steps s", "of which waiting for batches s",
+        parts.append(report._table(["code", "epoch", "epoch s", "training steps s", "of which waiting for batches s",
                              "validation s", "validation share"], rows))
     return "\n\n".join(parts) if parts else "Not measured in this run."

@@ -100,28 +100,28 @@ def measure_compile(threads: int, rounds: int) -> dict:
 
 
 def measure_processes(rounds: int, steps: int) -> dict:
-    """Steps per second of the machine: one process of 2 threads, or 2 processes of 1 thread (aunet.pool's way)."""
-    out: dict = {"rounds": rounds, "steps": steps, "one process, 2 threads": [], "2 processes, 1 thread each": [],
-                 "load_before": os.getloadavg()}
-    two, ones = Worker({"threads": 2}, str(ROOT), {}), [Worker({"threads": 1}, str(ROOT), {}) for _ in range(2)]
+    """Steps per second of the machine: one process of 2 threads (libgomp's default wait policy, and passive),
+    or 2 processes of 1 thread each, side by side (aunet.pool's way)."""
+    layouts = {"one process, 2 threads": [Worker({"threads": 2}, str(ROOT), {})],
+               "one process, 2 threads, OMP_WAIT_POLICY=PASSIVE": [Worker({"threads": 2}, str(ROOT),
+                                                                          {"OMP_WAIT_POLICY": "PASSIVE"})],
+               "2 processes, 1 thread each": [Worker({"threads": 1}, str(ROOT), {}) for _ in range(2)]}
+    out: dict = {"rounds": rounds, "steps": steps, "load_before": os.getloadavg(), "rates": {name: [] for name in layouts}}
     try:
         for r in range(rounds + 1):
-            start = time.perf_counter()
-            two.run(steps)
-            rate_two = steps / (time.perf_counter() - start)
-            start = time.perf_counter()
-            for w in ones:  # both start, then both are awaited: they run side by side
-                w.proc.stdin.write(f"{steps}\n")
-                w.proc.stdin.flush()
-            for w in ones:
-                w.proc.stdout.readline()
-            rate_ones = 2 * steps / (time.perf_counter() - start)
-            if r:
-                out["one process, 2 threads"].append(rate_two)
-                out["2 processes, 1 thread each"].append(rate_ones)
+            for name, workers in layouts.items():
+                start = time.perf_counter()
+                for w in workers:  # all start, then all are awaited: they run side by side
+                    w.proc.stdin.write(f"{steps}\n")
+                    w.proc.stdin.flush()
+                for w in workers:
+                    w.proc.stdout.readline()
+                if r:
+                    out["rates"][name].append(len(workers) * steps / (time.perf_counter() - start))
     finally:
-        for w in (two, *ones):
-            w.close()
+        for workers in layouts.values():
+            for w in workers:
+                w.close()
     out["load_after"] = os.getloadavg()
     return out
 
@@ -238,7 +238,8 @@ def measure_all(profile: str, save=lambda steps: None) -> dict:
     if prof["paper_rounds"]:
         paper = {"base_filters": 16, "patch_size": [160, 160, 96], "batch_size": 1}
         steps["flops"].update({"paper": step_flops(paper), "paper, monai": step_flops(paper, "monai")})
-        stages.append(("paper", lambda: measure_paper_size(prof["threads"][0], prof["paper_rounds"])))
+        stages.append(("paper", lambda: {f"{t} thread(s)": measure_paper_size(t, prof["paper_rounds"])
+                                         for t in prof["threads"]}))
     if prof["compile_rounds"]:
         stages.append(("compile", lambda: measure_compile(1, prof["compile_rounds"])))
     if prof["epochs"]:
