@@ -19,8 +19,8 @@ it is taken only where oneDNN computes bfloat16 natively and it paid when measur
 avx512_bf16 but no AMX (simulated with the cap AVX512_CORE_BF16) the bfloat16 step was slower than the
 float32 one, and with AVX2 alone oneDNN falls back to slow reference kernels. `channels_last` is taken
 where oneDNN may use AVX-512 (cap AVX512_CORE or above): there its channels-last kernels spare the
-reorder of every activation (float32 or bfloat16); with AVX2 alone it did not pay. `cpu_pays_for` holds these rules; PyTorch's
-own flag checks do not see ONEDNN_MAX_CPU_ISA, so the cap is read here. The loss is always computed in
+reorder of every activation (float32 or bfloat16); with AVX2 alone it did not pay. `cpu_pays_for` holds these
+rules; PyTorch's own flag checks do not see ONEDNN_MAX_CPU_ISA, so the cap is read here. The loss is always computed in
 float32; tests/test_speedups.py checks that a bfloat16 step's loss curve follows the float32 one.
 
 As in timm (`layers/config.py`), the choice is read when a module is built and copied onto it
@@ -124,7 +124,8 @@ def describe() -> dict[str, object]:
     """What a run records (its device record, the reproduction's manifest): each speed-up on or off, and why."""
     return {"AUNET_FAST": os.environ.get(ENV_VAR, "unset"), "on": [n for n, on in status().items() if on],
             "off": [n for n, on in status().items() if not on],
-            "cpu_pays_for": {n: cpu_pays_for(n) for n in ON_CAPABLE_CPUS}, "amx_tile": torch.cpu._is_amx_tile_supported(), "avx512_bf16": torch.cpu._is_avx512_bf16_supported(),
+            "cpu_pays_for": {n: cpu_pays_for(n) for n in ON_CAPABLE_CPUS},
+            "amx_tile": torch.cpu._is_amx_tile_supported(), "avx512_bf16": torch.cpu._is_avx512_bf16_supported(),
             "onednn_max_cpu_isa": onednn_isa_cap(), "aten_cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 

@@ -42,7 +42,8 @@ def factors(t: torch.Tensor, size: tuple[int, ...]) -> tuple[int, ...] | None:
 
 
 def applies(t: torch.Tensor, size: tuple[int, ...]) -> bool:
-    """Whether `upsample` should resample t (B, C, *S) to `size`: a float32 (or bf16-step) CPU tensor, integer factors."""
+    """Whether `upsample` should resample t (B, C, *S) to `size`: a float32 (or bf16-step) CPU tensor, integer
+    factors."""
     return (speedups.cpu_float32(t) or speedups.cpu_bf16(t)) and t.dim() in (4, 5) and factors(t, size) is not None
 
 
@@ -119,7 +120,8 @@ class _Upsample(torch.autograd.Function):
 
 
 def upsample(t: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
-    """(Bi/tri)linear upsampling of t (B, C, *S) to `size` (integer multiples of S), as F.interpolate(align_corners=False)."""
+    """(Bi/tri)linear upsampling of t (B, C, *S) to `size` (integer multiples of S), as
+    F.interpolate(align_corners=False)."""
     scale = factors(t, size)
     if scale is None:
         raise ValueError(f"size {tuple(size)} is not an integer multiple of {tuple(t.shape[2:])} on every axis.")

@@ -65,7 +65,8 @@ def machine(device: torch.device) -> dict:
     """What the numbers were measured on."""
     cpu, flags, family = "unknown", [], ""
     if Path("/proc/cpuinfo").exists():
-        fields = dict(l.split(":", 1) for l in Path("/proc/cpuinfo").read_text().split("\n\n")[0].splitlines() if ":" in l)
+        first = Path("/proc/cpuinfo").read_text().split("\n\n")[0]
+        fields = dict(line.split(":", 1) for line in first.splitlines() if ":" in line)
         fields = {k.strip(): v.strip() for k, v in fields.items()}
         cpu, family = fields.get("model name", cpu), f"family {fields.get('cpu family')} model {fields.get('model')}"
         flags = sorted(f for f in fields.get("flags", "").split() if f.startswith(("avx", "amx", "fma")))
@@ -173,7 +174,10 @@ def run(args: argparse.Namespace) -> dict:
     results["matmul"] = dict(n=prof["matmul_n"], gflops=M.matmul_gflops(device, prof["matmul_n"], repeats=5))
     save(results, args.out)
     if device.type == "cpu" and not args.skip_steps:  # the training step, old and new (step_stages.py)
-        results["steps"] = step_stages.measure_all(profile_name, lambda steps: save({**results, "steps": steps}, args.out))
+        def keep(steps: dict) -> None:
+            save({**results, "steps": steps}, args.out)
+
+        results["steps"] = step_stages.measure_all(profile_name, keep)
         save(results, args.out)
     if args.steps_only:
         results["wall_s"] = time.time() - started

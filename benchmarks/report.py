@@ -202,7 +202,8 @@ def run_info(results: dict) -> str:
         f"- Machine: {m['cpu']}" + (f" ({m['cpu_family']}; {' '.join(m['cpu_flags'])})" if m.get("cpu_flags") else "")
         + f", {m['logical_cpus']} logical CPUs; torch {m['torch']} with {m['torch_threads']} "
         f"threads, Python {m['python']}, MONAI {m['monai']}; device {device}; AMP: {results['amp']}"
-        + (f"; load average at the start {m['load_average'][0]:.1f} (the CPU is shared)." if "load_average" in m else "."),
+        + (f"; load average at the start {m['load_average'][0]:.1f} (the CPU is shared)."
+           if "load_average" in m else "."),
         f"- Matmul reference: {mm['n']}x{mm['n']} float32 `torch.matmul`, {mm['gflops']:.1f} GFLOP/s.",
         f"- aunet speed-ups (aunet.speedups) when the run started: {speedups}; in-process timings inside "
         f"reuse_cpu_memory: {results.get('reuse_cpu_memory', False)}.",
@@ -215,7 +216,8 @@ def time_table(key: str) -> Callable[[dict], str]:
 
 
 REGIONS: dict[str, Callable[[dict], str]] = {
-    "run": run_info, "step": lambda r: step_report.old_new_table(r), "step-profile": lambda r: step_report.profile_table(r),
+    "run": run_info, "step": lambda r: step_report.old_new_table(r),
+    "step-profile": lambda r: step_report.profile_table(r),
     "step-candidates": lambda r: step_report.candidates_table(r), "step-shapes": lambda r: step_report.shapes_table(r),
     "step-paper": lambda r: step_report.paper_table(r), "step-extras": lambda r: step_report.extras_table(r),
     "ratios": summary, "time-small": time_table("small"), "time-paper": time_table("paper"),
@@ -223,9 +225,11 @@ REGIONS: dict[str, Callable[[dict], str]] = {
     "switches": switches_table, "allocator": allocator_table, "sliding": sliding_table,
 }
 HEADINGS = {"run": "The run", "step": "The quick training step, 7487c8c and now",
-            "step-profile": "Where a quick step's time goes", "step-candidates": "Each speed-up of the step, off in turn",
+            "step-profile": "Where a quick step's time goes",
+            "step-candidates": "Each speed-up of the step, off in turn",
             "step-shapes": "Seconds per voxel of training", "step-paper": "A training step at the paper's size",
-            "step-extras": "torch.compile, processes and threads, validation", "ratios": "Ratios", "time-small": "Time and memory, small input",
+            "step-extras": "torch.compile, processes and threads, validation", "ratios": "Ratios",
+            "time-small": "Time and memory, small input",
             "time-paper": "Time and memory, the paper's input size", "training": "Training throughput",
             "variants": "Optional speed-ups", "fastconv": "aunet.fastconv",
             "switches": "aunet's model built with its speed-ups off in turn",

@@ -4,6 +4,7 @@ Each function renders one generated region of docs/benchmarks.md from `results["
 lists them in its REGIONS. A time is a median over rounds; a ratio is the median over rounds of the two
 variants' times in the same round (interleaved, so load from other work falls on both).
 """
+
 from __future__ import annotations
 
 import statistics
@@ -49,9 +50,16 @@ def _rows(runs: dict, flops: dict | None, matmul: dict | None) -> list[list[str]
         first = next(iter(run["variants"]))
         for name, v in run["variants"].items():
             t = _med(v["times"])
-            row = [setting, name, v["info"].get("forward_dtype", "float32"), "yes" if v["info"].get("channels_last") else "no",
-                   f"{t:.3f}", f"{min(v['times']):.3f}", f"{speed_vs(run, name, first):.2f}x",
-                   f"{min(run['variants'][first]['times']) / min(v['times']):.2f}x"]
+            row = [
+                setting,
+                name,
+                v["info"].get("forward_dtype", "float32"),
+                "yes" if v["info"].get("channels_last") else "no",
+                f"{t:.3f}",
+                f"{min(v['times']):.3f}",
+                f"{speed_vs(run, name, first):.2f}x",
+                f"{min(run['variants'][first]['times']) / min(v['times']):.2f}x",
+            ]
             if flops is not None:
                 threads = setting.split(",")[0]
                 row += _rates(t, flops["quick, monai" if name.startswith("monai") else "quick"], matmul[threads])
@@ -66,15 +74,31 @@ def old_new_table(results: dict) -> str:
         return "Not measured in this run."
     steps = results["steps"]
     n = next(iter(runs.values()))
-    return (f"Batch 2 x 48x48x32, 8 base filters (the quick profile): forward, loss, backward and Adam as `aunet "
-            f"train` runs them, each variant in its own process; each setting is one interleaved run of "
-            f"{n['rounds']} rounds of {n['steps']} steps after {n['warmup']} warm-up round. Speed: the first row's "
-            f"time / the row's in the same round, median over rounds. GFLOP: {steps['flops']['quick'] / 1e9:.1f} "
-            f"(aunet) and {steps['flops']['quick, monai'] / 1e9:.1f} (MONAI) per step, convolutions forward and "
-            f"backward; matmul: 2048x2048 at the same thread count.\n\n"
-            + markdown_table(["setting", "step", "forward", "channels-last", "s / step (median)", "min", "speed vs first row",
-                      "speed, minima", "GFLOP/s", "% of fp32 matmul", "% of bf16 matmul", "load before / after"],
-                     _rows(runs, steps["flops"], steps["matmul"])))
+    return (
+        f"Batch 2 x 48x48x32, 8 base filters (the quick profile): forward, loss, backward and Adam as `aunet "
+        f"train` runs them, each variant in its own process; each setting is one interleaved run of "
+        f"{n['rounds']} rounds of {n['steps']} steps after {n['warmup']} warm-up round. Speed: the first row's "
+        f"time / the row's in the same round, median over rounds. GFLOP: {steps['flops']['quick'] / 1e9:.1f} "
+        f"(aunet) and {steps['flops']['quick, monai'] / 1e9:.1f} (MONAI) per step, convolutions forward and "
+        f"backward; matmul: 2048x2048 at the same thread count.\n\n"
+        + markdown_table(
+            [
+                "setting",
+                "step",
+                "forward",
+                "channels-last",
+                "s / step (median)",
+                "min",
+                "speed vs first row",
+                "speed, minima",
+                "GFLOP/s",
+                "% of fp32 matmul",
+                "% of bf16 matmul",
+                "load before / after",
+            ],
+            _rows(runs, steps["flops"], steps["matmul"]),
+        )
+    )
 
 
 def candidates_table(results: dict) -> str:
@@ -85,15 +109,37 @@ def candidates_table(results: dict) -> str:
     rows = []
     for setting, run in runs.items():
         (_, ref), (name, v) = run["variants"].items()
-        rows.append([setting.split(": ")[0], name, v["info"].get("forward_dtype", "float32"),
-                     "yes" if v["info"].get("channels_last") else "no", f"{_med(ref['times']):.3f}",
-                     f"{_med(v['times']):.3f}", f"{time_ratio(run, name, 'this tree'):.2f}", _load(run)])
+        rows.append(
+            [
+                setting.split(": ")[0],
+                name,
+                v["info"].get("forward_dtype", "float32"),
+                "yes" if v["info"].get("channels_last") else "no",
+                f"{_med(ref['times']):.3f}",
+                f"{_med(v['times']):.3f}",
+                f"{time_ratio(run, name, 'this tree'):.2f}",
+                _load(run),
+            ]
+        )
     n = next(iter(runs.values()))
-    return (f"Each row: one interleaved run of this tree's step and the row's variant, {n['rounds']} rounds of one "
-            f"step each. Time ratio above 1: the speed-up that row switches off pays (or the one it forces on would "
-            f"cost) in that setting.\n\n"
-            + markdown_table(["setting", "variant", "forward", "channels-last", "this tree s / step", "variant s / step",
-                      "variant / this tree (median of rounds)", "load before / after"], rows))
+    return (
+        f"Each row: one interleaved run of this tree's step and the row's variant, {n['rounds']} rounds of one "
+        f"step each. Time ratio above 1: the speed-up that row switches off pays (or the one it forces on would "
+        f"cost) in that setting.\n\n"
+        + markdown_table(
+            [
+                "setting",
+                "variant",
+                "forward",
+                "channels-last",
+                "this tree s / step",
+                "variant s / step",
+                "variant / this tree (median of rounds)",
+                "load before / after",
+            ],
+            rows,
+        )
+    )
 
 
 def profile_table(results: dict) -> str:
@@ -104,8 +150,14 @@ def profile_table(results: dict) -> str:
     names = list(prof)
     totals = {n: sum(prof[n]["seconds"].values()) for n in names}
     order = sorted({c for p in prof.values() for c in p["seconds"]}, key=lambda c: -prof[names[0]]["seconds"].get(c, 0))
-    rows = [[c] + [f"{1e3 * prof[n]['seconds'].get(c, 0):.1f} ms ({100 * prof[n]['seconds'].get(c, 0) / totals[n]:.0f} %)"
-                   for n in names] for c in order]
+    rows = [
+        [c]
+        + [
+            f"{1e3 * prof[n]['seconds'].get(c, 0):.1f} ms ({100 * prof[n]['seconds'].get(c, 0) / totals[n]:.0f} %)"
+            for n in names
+        ]
+        for c in order
+    ]
     rows.append(["total (profiled)"] + [f"{1e3 * totals[n]:.1f} ms" for n in names])
     return markdown_table(["category"] + names, rows)
 
@@ -122,14 +174,37 @@ def shapes_table(results: dict) -> str:
             info, t = v["info"], _med(v["times"])
             voxels = info["batch"] * info["patch_size"][0] * info["patch_size"][1] * info["patch_size"][2]
             flops = steps["flops"][f"shape {name}"]
-            rows.append([info["base_filters"], "x".join(map(str, info["patch_size"])), info["batch"], f"{t:.3f}",
-                         f"{1e9 * t / voxels:.0f}", f"{voxels / t / 1e6:.2f}", f"{flops / t / 1e9:.1f}", _load(run)])
+            rows.append(
+                [
+                    info["base_filters"],
+                    "x".join(map(str, info["patch_size"])),
+                    info["batch"],
+                    f"{t:.3f}",
+                    f"{1e9 * t / voxels:.0f}",
+                    f"{voxels / t / 1e6:.2f}",
+                    f"{flops / t / 1e9:.1f}",
+                    _load(run),
+                ]
+            )
     n = next(iter(shapes.values()))
     threads = next(iter(n["variants"].values()))["info"]["threads"]
-    return (f"This tree's step ({threads} thread(s), as aunet.pool runs each training process), median of "
-            f"{n['rounds']} rounds; the shapes of one width interleaved.\n\n"
-            + markdown_table(["base filters", "patch", "batch", "s / step", "ns / voxel", "M voxels / s", "GFLOP/s",
-                      "load before / after"], rows))
+    return (
+        f"This tree's step ({threads} thread(s), as aunet.pool runs each training process), median of "
+        f"{n['rounds']} rounds; the shapes of one width interleaved.\n\n"
+        + markdown_table(
+            [
+                "base filters",
+                "patch",
+                "batch",
+                "s / step",
+                "ns / voxel",
+                "M voxels / s",
+                "GFLOP/s",
+                "load before / after",
+            ],
+            rows,
+        )
+    )
 
 
 def paper_table(results: dict) -> str:
@@ -144,13 +219,36 @@ def paper_table(results: dict) -> str:
         for name, v in run["variants"].items():
             flops = steps["flops"]["paper, monai" if name.startswith("monai") else "paper"]
             t = _med(v["times"])
-            rows.append([threads, name, v["info"].get("forward_dtype", "float32"), f"{t:.2f}", f"{min(v['times']):.2f}",
-                         f"{time_ratio(run, name, ref):.2f}", f"{flops / t / 1e9:.1f}", _load(run)])
+            rows.append(
+                [
+                    threads,
+                    name,
+                    v["info"].get("forward_dtype", "float32"),
+                    f"{t:.2f}",
+                    f"{min(v['times']):.2f}",
+                    f"{time_ratio(run, name, ref):.2f}",
+                    f"{flops / t / 1e9:.1f}",
+                    _load(run),
+                ]
+            )
     n = next(iter(runs.values()))
-    return (f"Batch 1 x 160x160x96, 16 base filters: one training step (forward, loss, backward, Adam), each "
-            f"variant in its own process, {n['rounds']} rounds of one step after a warm-up round.\n\n"
-            + markdown_table(["threads", "step", "forward", "s / step", "min", f"time / {ref} (median of rounds)",
-                             "GFLOP/s", "load before / after"], rows))
+    return (
+        f"Batch 1 x 160x160x96, 16 base filters: one training step (forward, loss, backward, Adam), each "
+        f"variant in its own process, {n['rounds']} rounds of one step after a warm-up round.\n\n"
+        + markdown_table(
+            [
+                "threads",
+                "step",
+                "forward",
+                "s / step",
+                "min",
+                f"time / {ref} (median of rounds)",
+                "GFLOP/s",
+                "load before / after",
+            ],
+            rows,
+        )
+    )
 
 
 def extras_table(results: dict) -> str:
@@ -160,19 +258,50 @@ def extras_table(results: dict) -> str:
     if "compile" in steps:
         run = steps["compile"]
         v = run["variants"]
-        parts.append(markdown_table(["step", "first step s (compiling)", "s / step", "time / eager"], [
-            [n, f"{x['info']['first_step_s']:.1f}", f"{_med(x['times']):.3f}", f"{run['ratios'][n]:.2f}"]
-            for n, x in v.items()]))
+        parts.append(
+            markdown_table(
+                ["step", "first step s (compiling)", "s / step", "time / eager"],
+                [
+                    [n, f"{x['info']['first_step_s']:.1f}", f"{_med(x['times']):.3f}", f"{run['ratios'][n]:.2f}"]
+                    for n, x in v.items()
+                ],
+            )
+        )
     if "processes" in steps:
         p = steps["processes"]
-        parts.append(markdown_table(["how the 2 cores train", "steps / s (median)", "load before / after"], [
-            [n, f"{_med(rates):.2f}", _load(p)] for n, rates in p["rates"].items()]))
+        parts.append(
+            markdown_table(
+                ["how the 2 cores train", "steps / s (median)", "load before / after"],
+                [[n, f"{_med(rates):.2f}", _load(p)] for n, rates in p["rates"].items()],
+            )
+        )
     if "epochs" in steps:
         rows = []
         for name, epochs in steps["epochs"].items():
             for i, e in enumerate(epochs, 1):
-                rows.append([name, i, f"{e['seconds']:.1f}", f"{e['train_seconds']:.1f}", f"{e['data_seconds']:.1f}",
-                             f"{e['val_seconds']:.1f}", f"{100 * e['val_seconds'] / e['seconds']:.0f} %"])
-        parts.append(markdown_table(["code", "epoch", "epoch s", "training steps s", "of which waiting for batches s",
-                             "validation s", "validation share"], rows))
+                rows.append(
+                    [
+                        name,
+                        i,
+                        f"{e['seconds']:.1f}",
+                        f"{e['train_seconds']:.1f}",
+                        f"{e['data_seconds']:.1f}",
+                        f"{e['val_seconds']:.1f}",
+                        f"{100 * e['val_seconds'] / e['seconds']:.0f} %",
+                    ]
+                )
+        parts.append(
+            markdown_table(
+                [
+                    "code",
+                    "epoch",
+                    "epoch s",
+                    "training steps s",
+                    "of which waiting for batches s",
+                    "validation s",
+                    "validation share",
+                ],
+                rows,
+            )
+        )
     return "\n\n".join(parts) if parts else "Not measured in this run."

@@ -3,7 +3,8 @@
 Run as a script (not `-m`), so that PYTHONPATH decides which aunet it times: the working tree, or an
 older commit's package extracted elsewhere (e.g. `git archive 7487c8c aunet | tar -x -C /tmp/old`).
 It builds one training step from a Config profile and a JSON of changes, runs it once (its time,
-compilation included, is in the answer), answers "ready <json>" on stdout, then for every line "N" on stdin runs N steps and answers "<seconds> <loss>"; an empty line ends it. With
+compilation included, is in the answer), answers "ready <json>" on stdout, then for every line "N" on stdin runs N
+steps and answers "<seconds> <loss>"; an empty line ends it. With
 --profile-steps N it profiles N steps instead (torch.profiler, CPU) and answers "profile <json>": the
 seconds per step in each category (convolution forward and backward, BatchNorm, ReLU, resampling, ...).
 
@@ -14,6 +15,7 @@ below (forward under `aunet.device.autocast`, a no-op on the CPU; loss of `logit
 `reuse_cpu_memory`, as the trainer does. The batch is random (seeded): content does not change the
 time of a dense step.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +31,13 @@ def monai_attention_unet(cfg) -> torch.nn.Module:
     """MONAI's AttentionUnet at the Config's widths (benchmark comparison only)."""
     from monai.networks.nets import AttentionUnet
 
-    return AttentionUnet(spatial_dims=3, in_channels=cfg.in_channels, out_channels=cfg.num_classes,
-                         channels=cfg.filters, strides=(2, 2, 2, 2))
+    return AttentionUnet(
+        spatial_dims=3,
+        in_channels=cfg.in_channels,
+        out_channels=cfg.num_classes,
+        channels=cfg.filters,
+        strides=(2, 2, 2, 2),
+    )
 
 
 def build_step(cfg, model: str, off: list[str], force: bool = False):
@@ -61,6 +68,7 @@ def build_step(cfg, model: str, off: list[str], force: bool = False):
             loss.backward()
             optimizer.step()
             return value
+
         return old_step, {"step": "7487c8c Trainer.train_epoch (inlined)"}, net, loss_fn
     if force:
         speedups.cpu_pays_for = lambda name: True  # noqa: E731 -- this process only
@@ -71,14 +79,32 @@ def build_step(cfg, model: str, off: list[str], force: bool = False):
 
 
 # (substring of an event's name, lower case) -> category; the outermost matching name of an event's chain decides
-CATEGORIES = (("optimizer.", "Adam (zero_grad, step)"), ("conv3x3x3backward", "convolution backward"),
-              ("convolutionbackward", "convolution backward"), ("convolution_backward", "convolution backward"),
-              ("conv", "convolution forward"), ("batchnorm", "BatchNorm"), ("batch_norm", "BatchNorm"),
-              ("relu", "ReLU"), ("threshold", "ReLU"), ("clamp_min", "ReLU"), ("upsample", "resampling"),
-              ("lerp", "resampling"), ("max_pool", "max-pooling"), ("maxpool", "max-pooling"),
-              ("aten::cat", "concatenation"), ("catbackward", "concatenation"), ("tocopy", "dtype casts"),
-              ("_to_copy", "dtype casts"), ("aten::to", "dtype casts"))
-OTHER, LOSS, PHASES = "other (gates' add, mul, sigmoid; head; autograd)", "loss (forward and backward)", ("## forward", "## loss")
+CATEGORIES = (
+    ("optimizer.", "Adam (zero_grad, step)"),
+    ("conv3x3x3backward", "convolution backward"),
+    ("convolutionbackward", "convolution backward"),
+    ("convolution_backward", "convolution backward"),
+    ("conv", "convolution forward"),
+    ("batchnorm", "BatchNorm"),
+    ("batch_norm", "BatchNorm"),
+    ("relu", "ReLU"),
+    ("threshold", "ReLU"),
+    ("clamp_min", "ReLU"),
+    ("upsample", "resampling"),
+    ("lerp", "resampling"),
+    ("max_pool", "max-pooling"),
+    ("maxpool", "max-pooling"),
+    ("aten::cat", "concatenation"),
+    ("catbackward", "concatenation"),
+    ("tocopy", "dtype casts"),
+    ("_to_copy", "dtype casts"),
+    ("aten::to", "dtype casts"),
+)
+OTHER, LOSS, PHASES = (
+    "other (gates' add, mul, sigmoid; head; autograd)",
+    "loss (forward and backward)",
+    ("## forward", "## loss"),
+)
 
 
 def category(chain: list[str], in_loss: bool) -> str:
@@ -126,6 +152,7 @@ def label_calls(module: torch.nn.Module, label: str) -> None:
     def labelled(*args, **kwargs):
         with record_function(label):
             return forward(*args, **kwargs)
+
     module.forward = labelled
 
 
@@ -152,8 +179,13 @@ def main() -> None:
     generator = torch.Generator().manual_seed(1)
     images = torch.randn(cfg.batch_size, cfg.in_channels, *cfg.patch_size, generator=generator)
     labels = torch.randint(0, cfg.num_classes, (cfg.batch_size, *cfg.patch_size), generator=generator)
-    info.update(threads=torch.get_num_threads(), batch=cfg.batch_size, patch_size=list(cfg.patch_size),
-                base_filters=cfg.base_filters, model=args.model)
+    info.update(
+        threads=torch.get_num_threads(),
+        batch=cfg.batch_size,
+        patch_size=list(cfg.patch_size),
+        base_filters=cfg.base_filters,
+        model=args.model,
+    )
     with reuse_cpu_memory():
         start = time.perf_counter()
         step(images, labels)  # the first step: oneDNN's kernel choices, torch.compile's compilation
