@@ -104,7 +104,7 @@ def machine() -> dict[str, Any]:
     return {"device": device, "cpu": cpu_model(), "cpu_count": os.cpu_count(),
             "cpu_flags": sorted(f for f in flags if f.startswith(("avx", "amx", "fma")) or f.endswith("bf16")),
             "python": sys.version.split()[0], "cuda": torch.version.cuda,
-            "speedups": speedups.describe()}  # the speed-ups this machine turns on; each run's device record has its own
+            "speedups": speedups.describe()}  # this machine's speed-ups; each run records its own
 
 
 def _declared(path: Path) -> dict[str, Any]:
