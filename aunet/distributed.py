@@ -182,6 +182,7 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         dims = [0, *range(2, x.dim())]
         shape = (1, -1) + (1,) * (x.dim() - 2)  # broadcast a (C,) vector over (B, C, *S)
         count = x.numel() // x.shape[1] * dist.get_world_size()  # every process holds an equal share
+        dtype, x = x.dtype, x.float()  # a bfloat16 step's features: statistics in float32, as BatchNorm's
         mean = sum_over_processes(x.sum(dims)) / count  # (C,)
         centred = x - mean.view(shape)
         var = sum_over_processes((centred * centred).sum(dims)) / count  # (C,), biased, as BatchNorm normalises
@@ -192,7 +193,7 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
                 self.running_mean.lerp_(mean.detach(), factor)
                 self.running_var.lerp_(var.detach() * count / max(count - 1, 1), factor)
         y = centred * torch.rsqrt(var + self.eps).view(shape)
-        return y * self.weight.view(shape) + self.bias.view(shape) if self.affine else y
+        return (y * self.weight.view(shape) + self.bias.view(shape) if self.affine else y).to(dtype)
 
 
 def convert_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:

@@ -23,12 +23,12 @@ def batchnorm(dim: int, channels: int) -> nn.Module:
 def interpolate(t: torch.Tensor, size: torch.Size | tuple[int, ...], fast: bool = False) -> torch.Tensor:
     """(Bi/tri)linear resampling of t (B, C, *S) to `size`; a no-op when the size already matches.
 
-    fast: let aunet.upsample compute the x2 cases on the CPU (modules pass the choice they were built with).
+    fast: let aunet.upsample compute integer factors on the CPU (modules pass the choice they were built with).
     """
     if tuple(t.shape[2:]) == tuple(size):
         return t  # the common case in the U-Net: g already lives on W_x x's grid
     if fast and upsample.applies(t, size):
-        return upsample.upsample2x(t)  # the same numbers as below, several times faster on the CPU
+        return upsample.upsample(t, size)  # the same numbers as below, several times faster on the CPU
     else:
         mode = "bilinear" if t.dim() == 4 else "trilinear"
         return F.interpolate(t, size=tuple(size), mode=mode, align_corners=False)  # (B, C, *size)

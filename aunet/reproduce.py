@@ -88,6 +88,7 @@ def machine() -> dict[str, Any]:
 
     import torch
 
+    from aunet import speedups
     from aunet.device import cpu_model, describe_device, pick_device
 
     flags = set()
@@ -102,7 +103,8 @@ def machine() -> dict[str, Any]:
     device.pop("threads", None)
     return {"device": device, "cpu": cpu_model(), "cpu_count": os.cpu_count(),
             "cpu_flags": sorted(f for f in flags if f.startswith(("avx", "amx", "fma")) or f.endswith("bf16")),
-            "python": sys.version.split()[0], "cuda": torch.version.cuda}
+            "python": sys.version.split()[0], "cuda": torch.version.cuda,
+            "speedups": speedups.describe()}  # this machine's speed-ups; each run records its own
 
 
 def _declared(path: Path) -> dict[str, Any]:

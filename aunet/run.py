@@ -1,7 +1,7 @@
 """The run folder: every file one training run leaves, its name and its format, read and written only here.
 
     config.json                       the Config the run trained with (JSON)
-    device.json                       where it trained: device type and name, processes, torch version
+    device.json                       where it trained: device type and name, processes, torch version, speed-ups
     history.csv                       one row per epoch: loss, validation Dice per class, lr, seconds, ...
     last.pt, best.pt                  checkpoints (atomic; torch.load(..., weights_only=True) reads them)
     attention/epoch_XXX.npz           every gated level's alpha on one fixed slice (aunet.snapshots)

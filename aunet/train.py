@@ -21,9 +21,11 @@ on those epochs; a run without validation cases keeps best.pt equal to last.pt.
 
 Under torchrun (aunet.distributed) every process runs this same code on its share of each batch; rank 0
 alone writes the run folder, and the checkpoints hold the plain model's weights, so any number of
-processes can resume them. On CUDA: mixed precision (bfloat16 where supported, else float16 with a
-gradient scaler), cudnn.benchmark, and on request channels_last_3d and torch.compile; the CPU's memory
-reuse (and aunet's CPU convolution paths) never run there.
+processes can resume them. One optimiser step (aunet.step.TrainingStep) chooses its precision and memory
+layout per device: on CUDA mixed precision, cudnn.benchmark, and on request channels_last_3d and
+torch.compile; on a CPU with AMX a bfloat16 forward in channels_last_3d order, elsewhere float32 with
+aunet's CPU paths (aunet.speedups decides; the device record lists what ran). The CPU's memory reuse
+never runs on CUDA.
 """
 from __future__ import annotations
 
@@ -39,11 +41,12 @@ from tqdm.auto import tqdm
 
 from aunet import validation
 from aunet.config import Config
-from aunet.device import autocast, describe_device, needs_grad_scaler, pick_device, reuse_cpu_memory, seed_everything
-from aunet.distributed import Processes, sum_over_processes
+from aunet.device import describe_device, pick_device, reuse_cpu_memory, seed_everything
+from aunet.distributed import Processes
 from aunet.errors import AunetError
 from aunet.run import RunFolder, checkpoint_config, read_checkpoint
 from aunet.snapshots import AttentionSnapshotter, snapshot_schedule
+from aunet.step import TrainingStep
 
 RESUMABLE_CHANGES = ("epochs", "device", "snapshot_epochs", "out_dir",  # may differ when continuing (a moved folder)
                      "num_workers", "compile", "channels_last")  # speed only: the same batches and model
@@ -71,7 +74,6 @@ class Trainer:
 
     def __init__(self, cfg: Config, data: Any = None, progress: bool = True) -> None:
         from aunet.data.loader import TrainingBatches
-        from aunet.losses import build_loss
 
         self.cfg = cfg
         self.processes = Processes.from_environment()  # rank 0 of 1 unless torchrun started this process
@@ -83,19 +85,13 @@ class Trainer:
         if not self.data.train:
             raise AunetError(f"The dataset in {cfg.data_dir} has no training cases after the split; add cases.")
         seed_everything(cfg.seed)  # the same initial weights in every process
-        net = cfg.build_model().to(self.device)
-        if cfg.channels_last:
-            net = net.to(memory_format=torch.channels_last_3d)
+        self.training_step = TrainingStep(cfg, self.device, self.processes)  # model, Adam, loss, precision
         # self.model: the plain network (checkpoints, validation, snapshots); self.trained: what the steps run
-        self.model, self.trained = self.processes.wrap(net, self.device)  # DDP + global BatchNorm under torchrun
-        if cfg.compile:
-            self.trained = torch.compile(self.trained)
+        self.model, self.trained = self.training_step.model, self.training_step.trained
+        self.optimizer, self.scaler = self.training_step.optimizer, self.training_step.scaler
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed patch size: let cuDNN pick its fastest kernels once
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(self.device, cfg.amp))
-        self.loss_fn = build_loss(cfg.loss, batch_sum=sum_over_processes)  # Dice sums over the global batch
         self.iterations = cfg.iterations_per_epoch or math.ceil(len(self.data.train) / cfg.batch_size)
         self.batches = TrainingBatches(self.data, self.data.train, cfg, self.device, self.iterations,
                                        self.processes.rank, self.processes.world)
@@ -128,17 +124,12 @@ class Trainer:
             start = time.perf_counter()
             images, labels = next(batches)
             self.data_seconds += time.perf_counter() - start
-            with autocast(self.device, self.cfg.amp):
-                logits = self.trained(images)
-            loss = self.loss_fn(logits.float(), labels)
+            loss = self.training_step.loss(images, labels)  # float32, whatever the forward's precision
             losses.append(self.processes.sum(loss.detach()).item() / self.processes.world)  # the global batch's
             if not math.isfinite(losses[-1]):  # every process sees the same loss here and stops with the others
                 raise AunetError(f"The loss became {losses[-1]} at epoch {epoch}, step {step}; "
                                  f"lower lr (now {self.cfg.lr}) or check the input intensities.")
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+            self.training_step.update(loss)  # backward, Adam
             steps.set_postfix(loss=f"{losses[-1]:.4f}")
         self.scheduler.step()
         return float(np.mean(losses))
@@ -209,7 +200,8 @@ class Trainer:
         """The epochs from self.epoch + 1 to cfg.epochs, each one's records written into the run folder."""
         if self.processes.is_main:  # rank 0 alone writes the run folder
             self.run.write_config(self.cfg)
-            self.run.write_device(describe_device(self.device, self.processes.world))
+            self.run.write_device({**describe_device(self.device, self.processes.world),
+                                   "speedups": self.training_step.describe()})
             if self.epoch == 0:
                 self.snapshots.save(self.model, 0)  # alpha at initialisation: uniform
         schedule = snapshot_schedule(self.cfg.epochs, self.cfg.snapshot_epochs)

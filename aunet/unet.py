@@ -139,7 +139,7 @@ class UNet(nn.Module):
         if not self.deep_supervision:
             return self.final(decoded[0])
         size = decoded[0].shape[2:]
-        if self.fused_head and speedups.cpu_float32(decoded[0]):
+        if self.fused_head and (speedups.cpu_float32(decoded[0]) or speedups.cpu_bf16(decoded[0])):
             return self.head_rewritten(decoded)  # the same numbers as below, without the 4K-channel tensor
         else:  # the paper's fusion: final(cat(up(dsv_1(d_1)), ..., up(dsv_4(d_4))))
             upsampled = [interpolate(dsv(d), size, fast=self.fast_upsample) for dsv, d in zip(self.dsv, decoded)]
@@ -160,8 +160,10 @@ class UNet(nn.Module):
         logits = None
         for i, (dsv, d) in enumerate(zip(self.dsv, decoded)):
             F_l = W_final[:, i * K:(i + 1) * K]  # (K, K)
-            weight = (F_l @ dsv.weight.flatten(1)).view(K, -1, *(1,) * self.dim)  # (K, f_l, 1, 1(, 1))
-            y = interpolate(conv_nd(d, weight, F_l @ dsv.bias), size, fast=self.fast_upsample)  # (B, K, *S)
+            with torch.autocast(d.device.type, enabled=False):  # composed in float32 (a bf16 step rounds once, in conv)
+                weight = (F_l @ dsv.weight.flatten(1)).view(K, -1, *(1,) * self.dim)  # (K, f_l, 1, 1(, 1))
+                bias = F_l @ dsv.bias
+            y = interpolate(conv_nd(d, weight, bias), size, fast=self.fast_upsample)  # (B, K, *S)
             logits = y if logits is None else logits + y
         return logits + self.final.bias.view(1, K, *(1,) * self.dim)
 

@@ -33,7 +33,7 @@ import torch
 from aunet import speedups
 from aunet.device import pick_device, reuse_cpu_memory
 from aunet.io import atomic_write_text
-from benchmarks import fresh, models, probes, report
+from benchmarks import fresh, models, probes, report, step_stages
 from benchmarks import measure as M
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,20 +56,23 @@ ATTENTION_MODEL = "aunet.AttentionUNet"
 ALLOCATOR_MODELS = ("aunet.AttentionUNet", "monai.AttentionUnet")
 MODEL_SPEEDUPS = ("fastconv", "upsample", "fold_gates", "fused_head")  # those a model is built with
 # aunet's model built with speed-ups off: (label, speed-ups off, also timed with forward+backward)
-SWITCHES = (("default", (), True), ("x2 upsampling off", ("upsample",), True),
+SWITCHES = (("default", (), True), ("exact upsampling off", ("upsample",), True),
             ("gate folding off", ("fold_gates",), False),  # folding acts in eval mode only
             ("fused head off", ("fused_head",), True), ("all four off", MODEL_SPEEDUPS, True))
 
 
 def machine(device: torch.device) -> dict:
     """What the numbers were measured on."""
-    cpu = "unknown"
+    cpu, flags, family = "unknown", [], ""
     if Path("/proc/cpuinfo").exists():
-        names = [l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                 if l.startswith("model name")]
-        cpu = names[0] if names else cpu
-    info = dict(cpu=cpu, logical_cpus=os.cpu_count(), torch_threads=torch.get_num_threads(),
-                torch=torch.__version__, python=platform.python_version(), device=str(device))
+        first = Path("/proc/cpuinfo").read_text().split("\n\n")[0]
+        fields = dict(line.split(":", 1) for line in first.splitlines() if ":" in line)
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        cpu, family = fields.get("model name", cpu), f"family {fields.get('cpu family')} model {fields.get('model')}"
+        flags = sorted(f for f in fields.get("flags", "").split() if f.startswith(("avx", "amx", "fma")))
+    info = dict(cpu=cpu, cpu_family=family, cpu_flags=flags, logical_cpus=os.cpu_count(),
+                torch_threads=torch.get_num_threads(), torch=torch.__version__, python=platform.python_version(),
+                device=str(device), load_average=os.getloadavg())
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     try:
@@ -161,7 +164,7 @@ def run(args: argparse.Namespace) -> dict:
     amp = device.type == "cuda" and not args.no_amp
     started = time.time()
     results = dict(profile=profile_name, command=" ".join(["python -m benchmarks.benchmark", *sys.argv[1:]]),
-                   commit=git_commit(), amp=amp, machine=machine(device), speedups=speedups.status(),
+                   commit=git_commit(), amp=amp, machine=machine(device), speedups=speedups.describe(),
                    date=datetime.datetime.now().isoformat(timespec="seconds"), pairs=models.PAIRS)
     results["params"] = {name: models.parameters(name) for name in models.BUILDERS}
     results["flops"] = {key: {name: dict(forward=models.count_flops(name, size),
@@ -170,6 +173,16 @@ def run(args: argparse.Namespace) -> dict:
     print("matmul ...", flush=True)
     results["matmul"] = dict(n=prof["matmul_n"], gflops=M.matmul_gflops(device, prof["matmul_n"], repeats=5))
     save(results, args.out)
+    if device.type == "cpu" and not args.skip_steps:  # the training step, old and new (step_stages.py)
+        def keep(steps: dict) -> None:
+            save({**results, "steps": steps}, args.out)
+
+        results["steps"] = step_stages.measure_all(profile_name, keep)
+        save(results, args.out)
+    if args.steps_only:
+        results["wall_s"] = time.time() - started
+        save(results, args.out)
+        return results
     with reuse_cpu_memory(device.type == "cpu") as reuse:  # as aunet's trainer runs, for every model
         results["reuse_cpu_memory"] = reuse
         _time_models(results, prof, device, amp, args)
@@ -262,8 +275,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile", action="store_true", help="also time torch.compile variants (slow to compile)")
     p.add_argument("--no-amp", action="store_true", help="float32 on CUDA too (AMP is on by default there)")
     p.add_argument("--render", metavar="JSON", help="measure nothing: render the tables from this results file")
+    p.add_argument("--threads", type=int, default=0, help="torch threads of the model timings (0: torch's default); "
+                   "the training-step stages time 2 and 1 threads whatever this says")
+    p.add_argument("--steps-only", action="store_true", help="only the training-step measurements (train_step.py)")
+    p.add_argument("--skip-steps", action="store_true", help="everything but the training-step measurements")
     args = p.parse_args(argv)
 
+    if args.threads:  # this process and the fresh ones it starts (benchmarks/fresh.py)
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
+        torch.set_num_threads(args.threads)
     if args.render:
         results = json.loads(Path(args.render).read_text())
     else:

@@ -16,6 +16,7 @@ from typing import Callable
 
 from aunet import paper
 from aunet.text import fill_marked, markdown_table, marked_names, ratio
+from benchmarks import step_report  # the training-step tables (they use _table below, at call time)
 
 # The paper's inference times: one forward pass of a 160x160x96 volume, batch 1, on a GPU (poster table).
 PAPER_GPU_S = {f"aunet.{name}": paper.RESULTS[paper.COST_EXPERIMENT, model]["seconds"]
@@ -187,15 +188,22 @@ def run_info(results: dict) -> str:
     m, mm = results["machine"], results["matmul"]
     commit = results.get("commit") or "not recorded in the results file"
     on = results.get("speedups")
-    speedups = ("not recorded (all on: the default)" if on is None else
-                ", ".join(f"{name} {'on' if v else 'off'}" for name, v in on.items()))
+    if on is None:
+        speedups = "not recorded (all on: the default)"
+    elif "on" in on:  # aunet.speedups.describe()
+        speedups = f"on: {', '.join(on['on'])}; off: {', '.join(on['off']) or 'none'}"
+    else:  # status() of older runs
+        speedups = ", ".join(f"{name} {'on' if v else 'off'}" for name, v in on.items())
     device = f"`{m['device']}`" + (f" ({m['gpu']})" if "gpu" in m else " (GPU numbers are not measured in this run)")
     return "\n".join([
         f"- Command: `{results['command']}`, started {results['date']}, {results['wall_s'] / 60:.1f} min wall time; "
         f"profile `{results['profile']}`.",
         f"- Commit: {commit}.",
-        f"- Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs; torch {m['torch']} with {m['torch_threads']} "
-        f"threads, Python {m['python']}, MONAI {m['monai']}; device {device}; AMP: {results['amp']}.",
+        f"- Machine: {m['cpu']}" + (f" ({m['cpu_family']}; {' '.join(m['cpu_flags'])})" if m.get("cpu_flags") else "")
+        + f", {m['logical_cpus']} logical CPUs; torch {m['torch']} with {m['torch_threads']} "
+        f"threads, Python {m['python']}, MONAI {m['monai']}; device {device}; AMP: {results['amp']}"
+        + (f"; load average at the start {m['load_average'][0]:.1f} (the CPU is shared)."
+           if "load_average" in m else "."),
         f"- Matmul reference: {mm['n']}x{mm['n']} float32 `torch.matmul`, {mm['gflops']:.1f} GFLOP/s.",
         f"- aunet speed-ups (aunet.speedups) when the run started: {speedups}; in-process timings inside "
         f"reuse_cpu_memory: {results.get('reuse_cpu_memory', False)}.",
@@ -208,20 +216,37 @@ def time_table(key: str) -> Callable[[dict], str]:
 
 
 REGIONS: dict[str, Callable[[dict], str]] = {
-    "run": run_info, "ratios": summary, "time-small": time_table("small"), "time-paper": time_table("paper"),
+    "run": run_info, "step": lambda r: step_report.old_new_table(r),
+    "step-profile": lambda r: step_report.profile_table(r),
+    "step-candidates": lambda r: step_report.candidates_table(r), "step-shapes": lambda r: step_report.shapes_table(r),
+    "step-paper": lambda r: step_report.paper_table(r), "step-extras": lambda r: step_report.extras_table(r),
+    "ratios": summary, "time-small": time_table("small"), "time-paper": time_table("paper"),
     "training": training_table, "variants": variants_table, "fastconv": fastconv_table,
     "switches": switches_table, "allocator": allocator_table, "sliding": sliding_table,
 }
-HEADINGS = {"run": "The run", "ratios": "Ratios", "time-small": "Time and memory, small input",
+HEADINGS = {"run": "The run", "step": "The quick training step, 7487c8c and now",
+            "step-profile": "Where a quick step's time goes",
+            "step-candidates": "Each speed-up of the step, off in turn",
+            "step-shapes": "Seconds per voxel of training", "step-paper": "A training step at the paper's size",
+            "step-extras": "torch.compile, processes and threads, validation", "ratios": "Ratios",
+            "time-small": "Time and memory, small input",
             "time-paper": "Time and memory, the paper's input size", "training": "Training throughput",
             "variants": "Optional speed-ups", "fastconv": "aunet.fastconv",
             "switches": "aunet's model built with its speed-ups off in turn",
             "allocator": "CPU memory reuse", "sliding": "Whole-volume sliding-window inference"}
 
 
+def region(name: str, results: dict) -> str:
+    """One region's Markdown; a run that did not measure it (e.g. --steps-only) says so."""
+    try:
+        return REGIONS[name](results)
+    except KeyError:
+        return "Not measured in this run."
+
+
 def render(results: dict) -> str:
     """All tables of one run as Markdown (what the command prints)."""
-    return "\n\n".join(f"### {HEADINGS[name]}\n\n{table(results)}" for name, table in REGIONS.items()) + "\n"
+    return "\n\n".join(f"### {HEADINGS[name]}\n\n{region(name, results)}" for name in REGIONS) + "\n"
 
 
 def fill_docs(text: str, results: dict) -> str:

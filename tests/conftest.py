@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from aunet.config import Config
 from aunet.data import write_phantom_dataset
@@ -33,6 +34,14 @@ SMOKE_PARAMETERS: dict[str, dict[str, object]] = {
                                      "wide_fov_data_dir": "{tmp}/phantom_wide_fov", "runs_dir": "{tmp}/runs",
                                      "tables_dir": "{tmp}/tables", "figures_dir": "{tmp}/figures"},
 }
+
+@pytest.fixture(autouse=True)
+def same_thread_count():
+    """Every test starts with the process's thread count: float sums, so trained weights, depend on it."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
 
 # a training run of seconds on 2 CPU cores (tests/test_train.py, tests/test_distributed.py)
 TINY = dict(spacing=8.0, patch_size=(32, 32, 32), base_filters=2, batch_size=2, iterations_per_epoch=2,

@@ -10,10 +10,12 @@ import pytest
 import torch
 
 from aunet import AttentionUNet, device, speedups
+from aunet.config import Config
 from aunet.errors import AunetError
 from aunet.gate import GatedSkip
+from aunet.step import TrainingStep
 
-FAST_FUNCTIONS = {"_Conv3x3x3Backward", "_Upsample2xBackward"}  # aunet's autograd Functions (fastconv, upsample)
+FAST_FUNCTIONS = {"_Conv3x3x3Backward", "_UpsampleBackward"}  # aunet's autograd Functions (fastconv, upsample)
 SMALL = dict(filters=(4, 8, 16, 32, 64))
 pytestmark = pytest.mark.usefixtures("speedups_on")  # tests/conftest.py: AUNET_FAST unset unless a test sets it
 
@@ -65,8 +67,13 @@ def fast_and_plain() -> tuple[AttentionUNet, AttentionUNet]:
     return fast, plain
 
 
+def on_this_cpu(name: str) -> bool:
+    """What the default says for `name` here: on, or for the CPU-dependent ones whatever the CPU pays for."""
+    return name not in speedups.ON_CAPABLE_CPUS or speedups.cpu_pays_for(name)
+
+
 def test_enabled_off_and_nesting():
-    assert all(speedups.status().values())
+    assert speedups.status() == {name: on_this_cpu(name) for name in speedups.NAMES}
     with speedups.off("upsample"):
         with speedups.off("upsample", "fastconv"):
             assert not speedups.enabled("upsample") and not speedups.enabled("fastconv")
@@ -74,7 +81,7 @@ def test_enabled_off_and_nesting():
         assert speedups.enabled("fold_gates")
     with speedups.off():
         assert not any(speedups.status().values())
-    assert all(speedups.status().values())
+    assert speedups.status() == {name: on_this_cpu(name) for name in speedups.NAMES}
     with pytest.raises(ValueError, match="unknown speed-up 'flash'"):
         speedups.enabled("flash")
 
@@ -84,7 +91,7 @@ def test_environment_variable(monkeypatch):
     assert not any(speedups.status().values())
     assert not any(True in v for v in flags(AttentionUNet(**SMALL)).values())
     monkeypatch.setenv("AUNET_FAST", "1")
-    assert all(speedups.status().values())
+    assert speedups.status() == {name: on_this_cpu(name) for name in speedups.NAMES}
     monkeypatch.setenv("AUNET_FAST", "yes")
     with pytest.raises(AunetError, match="AUNET_FAST='yes'"):
         speedups.enabled("fastconv")
@@ -177,3 +184,90 @@ print(json.dumps(dict(status=speedups.status(), flags=flags, reuse=reuse)))
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out == dict(status={name: False for name in speedups.NAMES}, flags=[False], reuse=False)
+
+
+# --- the training step's CPU-dependent speed-ups: bfloat16 forward, channels-last, fused Adam ------------------
+
+@pytest.fixture
+def isa_cap(monkeypatch):
+    """Set ONEDNN_MAX_CPU_ISA for aunet.speedups' rules (their answers are cached per process: cleared around)."""
+    def set_cap(value: str | None) -> None:
+        for var in speedups.ISA_ENV_VARS:
+            monkeypatch.delenv(var, raising=False)
+        if value is not None:
+            monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", value)
+        speedups.cpu_pays_for.cache_clear()
+    yield set_cap
+    set_cap(None)
+
+
+def test_rules_follow_the_cpu_and_oneDNN_cap(isa_cap):
+    amx = torch.cpu._is_amx_tile_supported() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    avx512 = torch.cpu._is_avx512_supported()
+    for cap, bf16, channels_last in ((None, amx, avx512), ("AVX2", False, False), ("avx512_core", False, avx512),
+                                     ("AVX512_CORE_BF16", False, avx512), ("AVX512_CORE_AMX", amx, avx512),
+                                     ("SOMETHING_NEW", False, False)):  # an unknown cap counts as a low one
+        isa_cap(cap)
+        assert (speedups.cpu_pays_for("bf16"), speedups.cpu_pays_for("channels_last")) == (bf16, channels_last), cap
+        assert speedups.describe()["onednn_max_cpu_isa"] == (cap.upper() if cap else None)
+        assert speedups.enabled("bf16") == bf16
+    with speedups.off("bf16"):
+        assert not speedups.enabled("bf16")
+
+
+TINY_STEP = dict(base_filters=4, patch_size=(32, 32, 16), batch_size=2, lr=2e-3, device="cpu")
+
+
+def blob_batches(n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """n batches of noisy bright boxes (class 1 inside, 2 in their upper half, 3 in a corner), fixed seed."""
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for _ in range(n):
+        labels = torch.zeros(2, 32, 32, 16, dtype=torch.long)
+        for b in range(2):
+            x0, y0 = torch.randint(2, 14, (2,), generator=g).tolist()
+            labels[b, x0:x0 + 14, y0:y0 + 14, 3:13] = 1
+            labels[b, x0:x0 + 7, y0:y0 + 14, 3:13] = 2
+            labels[b, :6, :6, :4] = 3
+        images = labels.float().unsqueeze(1) + 0.5 * torch.randn(2, 1, 32, 32, 16, generator=g)
+        out.append((images, labels))
+    return out
+
+
+def loss_curve(monkeypatch, bf16: bool, steps: int = 16) -> tuple[list[float], TrainingStep]:
+    """The losses of `steps` optimiser steps of a tiny Attention U-Net, bfloat16 forced on or off."""
+    monkeypatch.setattr(speedups, "cpu_pays_for", lambda name: True)  # the bfloat16 step on any CPU
+    cfg = Config.from_profile("quick", **TINY_STEP)
+    torch.manual_seed(0)
+    with speedups.off() if not bf16 else speedups.off("fastconv"):  # float32: every CPU's plain reference
+        step = TrainingStep(cfg, torch.device("cpu"))
+    batches = blob_batches(4)
+    return [step(*batches[i % len(batches)]) for i in range(steps)], step
+
+
+def test_bfloat16_step_follows_the_float32_loss_curve(monkeypatch):
+    """The bfloat16 channels-last step trains like the float32 one: the same curve within a few percent."""
+    torch.set_num_threads(1)  # float rounding depends on the thread count: compare like with like
+    plain, step32 = loss_curve(monkeypatch, bf16=False)
+    fast, step16 = loss_curve(monkeypatch, bf16=True)
+    assert (step32.bf16, step32.channels_last, step16.bf16, step16.channels_last) == (False, False, True, True)
+    assert step16.describe()["forward_dtype"] == "bfloat16" and step32.describe()["forward_dtype"] == "float32"
+    assert plain[-1] < 0.7 * plain[0] and fast[-1] < 0.7 * fast[0]  # both learn ...
+    gaps = [abs(a - b) / b for a, b in zip(fast, plain)]
+    assert max(gaps) < 0.05, gaps  # ... along the same curve (measured: under 1 %)
+    assert fast != plain  # and the bfloat16 step did run in another precision
+
+
+def test_bfloat16_step_keeps_the_loss_in_float32(monkeypatch):
+    monkeypatch.setattr(speedups, "cpu_pays_for", lambda name: True)
+    cfg = Config.from_profile("quick", **TINY_STEP)
+    step = TrainingStep(cfg, torch.device("cpu"))
+    images, labels = blob_batches(1)[0]
+    seen = []
+    step.model.encoder[0][0].register_forward_hook(lambda m, i, out: seen.append(out))  # the first convolution
+    loss = step.loss(images, labels)
+    assert seen[0].dtype == torch.bfloat16 and seen[0].is_contiguous(memory_format=torch.channels_last_3d)
+    assert loss.dtype == torch.float32 and loss.requires_grad
+    step.update(loss)
+    assert all(p.dtype == torch.float32 for p in step.model.parameters())  # Adam updates float32 weights
+    assert step.optimizer.param_groups[0]["fused"] is True

@@ -1,4 +1,5 @@
 """Training: a run folder with config, history, checkpoints and snapshots; resume == uninterrupted."""
+import json
 import os
 import signal
 import subprocess
@@ -36,6 +37,8 @@ def test_run_folder_and_evaluation(phantom, tmp_path):
     assert set(snaps[0]) >= {"image", "label", "level2", "level3", "level4"}
     assert np.all(snaps[0]["level2"] == np.float16(0.5))  # uniform at initialisation
     assert not np.all(snaps[3]["level2"] == snaps[0]["level2"])  # and it moved
+    device = json.loads((run / "device.json").read_text())
+    assert device["speedups"] == trainer.training_step.describe()  # which speed-ups ran (aunet.speedups)
     model, loaded_cfg = load_model(run / "best.pt")
     assert loaded_cfg == cfg and sum(p.numel() for p in model.parameters()) == \
         sum(p.numel() for p in trainer.model.parameters())
