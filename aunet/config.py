@@ -60,10 +60,12 @@ class Config:
     epochs: int = 1000  # training epochs
     iterations_per_epoch: int = 0  # optimiser steps per epoch; 0 = one pass over the training cases
     batch_size: int = 2  # patches per optimiser step
-    lr: float = 1e-4  # Adam learning rate
-    weight_decay: float = 1e-6  # Adam weight decay (L2 penalty)
-    lr_step: int = 250  # multiply the learning rate by lr_gamma every lr_step epochs
-    lr_gamma: float = 0.5  # learning-rate factor applied every lr_step epochs (0.5: halve it)
+    optimizer: str = "adam"  # "adam" (the paper) or "sgd" (Nesterov momentum 0.99, nnU-Net's); aunet.optim
+    lr: float = 1e-4  # initial learning rate
+    weight_decay: float = 1e-6  # weight decay (L2 penalty)
+    lr_schedule: str = "step"  # "step" (x lr_gamma every lr_step epochs, the paper) or "poly" (to 0 at the last epoch)
+    lr_step: int = 250  # step schedule: multiply the learning rate by lr_gamma every lr_step epochs
+    lr_gamma: float = 0.5  # step schedule: the factor applied every lr_step epochs (0.5: halve it)
     loss: str = "dice"  # "dice" (soft Dice over all classes, the paper) or "dice_ce" (cross-entropy + Dice)
     seed: int = 0  # seeds the initial weights, the batches and (without split_file) the split
     device: str = "auto"  # where to train: "auto" (CUDA when present, else CPU), "cpu" or "cuda"
@@ -155,7 +157,7 @@ class Config:
     def validate(self) -> None:
         """Raise AunetError naming the first field whose value cannot work."""
         choices = {"model": ("unet", "attention_unet"), "gating": ("decoder", "bottleneck"),
-                   "loss": ("dice", "dice_ce")}
+                   "loss": ("dice", "dice_ce"), "optimizer": ("adam", "sgd"), "lr_schedule": ("step", "poly")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise AunetError(f"{name}={getattr(self, name)!r} is not valid; expected one of {allowed}.")

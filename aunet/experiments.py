@@ -178,11 +178,12 @@ def run_experiments(base: Config, runs_dir: str | Path, names: Sequence[str] | N
                     models: Sequence[str] = MODELS, datasets: Mapping[str, Mapping[str, Any]] | None = None,
                     seeds: Sequence[int] | Mapping[str, Sequence[int]] | None = None,
                     experiments: Mapping[str, Experiment] | None = None, workers: int = 1,
-                    progress: bool = True) -> dict[tuple[str, str, int], str]:
+                    progress: bool = True, threads: int = 1) -> dict[tuple[str, str, int], str]:
     """Run every (experiment, model, seed), each fine-tune after the run it starts from; a line per run.
 
     seeds: one list for every experiment, or a list per experiment name (None: base.seed only).
-    workers: processes of one thread each that train runs side by side (aunet.pool); 1 trains here.
+    workers: processes that train runs side by side (aunet.pool); 1 trains here. threads: per run (aunet.pool: 1,
+    so that a run's records do not depend on where it trained).
     """
     from aunet.pool import Task, run_tasks
 
@@ -203,7 +204,7 @@ def run_experiments(base: Config, runs_dir: str | Path, names: Sequence[str] | N
                                   dict(name=name, model=model, base=base, runs_dir=str(runs_dir), datasets=datasets,
                                        seed=seed, experiments=experiments), after,
                                   run_dir=str(run_path(runs_dir, name, model, seed))))
-    return run_tasks(tasks, workers, progress)
+    return run_tasks(tasks, workers, progress, threads)
 
 
 def write_missing_phantoms(datasets: Mapping[str, Mapping[str, Any]], seed: int = 0,

@@ -7,7 +7,10 @@ starts from another run's checkpoint. `run_tasks` starts every task whose prereq
 soon as a process is free, and returns what each task returned.
 
 Runs stay reproducible: every task is a pure function of its arguments (the trainer seeds itself from
-its Config), and each process uses one thread, however many processes there are.
+its Config), and every task runs on one thread (`threads`), however many processes there are, in the pool
+or here (workers=1): float sums over threads come out in another order with another thread count, so
+the same run trained on one thread and on two does not end with the same weights. `threads=2` exists to
+test that the conclusions do not hinge on such roundings (tests/test_reproduce.py).
 
 Progress: the processes train quietly; every few seconds the parent reads the history of each running task's
 run folder (`Task.run_dir`) and prints one line per new epoch (`epoch_line`), then one line per finished task:
@@ -84,12 +87,12 @@ class _Epochs:
         return lines
 
 
-def _one_thread(parent: int) -> None:
-    """A worker's start: one thread, and it ends with the pool's process (a killed parent leaves none training)."""
+def _worker_start(parent: int, threads: int) -> None:
+    """A worker's start: `threads` threads, and it ends with the pool's process (a killed parent leaves none)."""
     import torch
 
     die_with_parent(parent)
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
 
 
 def _label(key: Hashable) -> str:
@@ -116,24 +119,31 @@ def _ordered(tasks: Sequence[Task]) -> list[Task]:
     return out
 
 
-def run_tasks(tasks: Sequence[Task], workers: int = 1, progress: bool = True) -> dict[Hashable, Any]:
-    """Run the tasks (prerequisites first) in this process (workers=1) or in `workers` one-thread processes."""
-    if workers < 1:
-        raise AunetError(f"workers={workers} is not valid; expected a positive number of processes.")
+def run_tasks(tasks: Sequence[Task], workers: int = 1, progress: bool = True, threads: int = 1) -> dict[Hashable, Any]:
+    """Run the tasks (prerequisites first) in this process (workers=1) or in `workers` processes, on `threads` each."""
+    import torch
+
+    if workers < 1 or threads < 1:
+        raise AunetError(f"workers={workers}, threads={threads} is not valid; expected positive numbers.")
     tasks = _ordered(tasks)
     results: dict[Hashable, Any] = {}
     if workers == 1 or len(tasks) <= 1:
-        for task in tasks:
-            results[task.key] = task.fn(**task.kwargs, progress=progress)
-            if progress:
-                print(f"{_label(task.key)}: {results[task.key]}")
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)  # as a pool process would: the same run, the same weights
+        try:
+            for task in tasks:
+                results[task.key] = task.fn(**task.kwargs, progress=progress)
+                if progress:
+                    print(f"{_label(task.key)}: {results[task.key]}")
+        finally:
+            torch.set_num_threads(before)
         return results
     keys = {t.key for t in tasks}
     waiting, running, epochs = list(tasks), {}, {}
     bar = tqdm(total=len(tasks), desc=f"runs ({workers} processes)", unit="run", disable=not progress)
     context = multiprocessing.get_context("spawn")  # no forked copies of a parent's threads or open files
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_one_thread,
-                                initargs=(os.getpid(),)) as pool:
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_start,
+                                initargs=(os.getpid(), threads)) as pool:
         try:
             while waiting or running:
                 for task in [t for t in waiting if all(k in results or k not in keys for k in t.after)]:

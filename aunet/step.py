@@ -30,6 +30,7 @@ from aunet.config import Config
 from aunet.device import autocast, needs_grad_scaler
 from aunet.distributed import Processes, sum_over_processes
 from aunet.losses import build_loss
+from aunet.optim import build_optimizer
 
 
 class TrainingStep:
@@ -53,8 +54,7 @@ class TrainingStep:
         self.model, self.trained = self.processes.wrap(net, device)  # DDP + global BatchNorm under torchrun
         if cfg.compile:
             self.trained = torch.compile(self.trained)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                          fused=True if self.fused_adam else None)
+        self.optimizer = build_optimizer(cfg, self.model.parameters(), fused=self.fused_adam)
         self.scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(device, cfg.amp))
         self.loss_fn = build_loss(cfg.loss, batch_sum=sum_over_processes)  # Dice sums over the global batch
 

@@ -44,6 +44,7 @@ from aunet.config import Config
 from aunet.device import describe_device, pick_device, reuse_cpu_memory, seed_everything
 from aunet.distributed import Processes
 from aunet.errors import AunetError
+from aunet.optim import build_schedule
 from aunet.run import RunFolder, checkpoint_config, read_checkpoint
 from aunet.snapshots import AttentionSnapshotter, snapshot_schedule
 from aunet.step import TrainingStep
@@ -91,7 +92,7 @@ class Trainer:
         self.optimizer, self.scaler = self.training_step.optimizer, self.training_step.scaler
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed patch size: let cuDNN pick its fastest kernels once
-        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
+        self.scheduler = build_schedule(cfg, self.optimizer)
         self.iterations = cfg.iterations_per_epoch or math.ceil(len(self.data.train) / cfg.batch_size)
         self.batches = TrainingBatches(self.data, self.data.train, cfg, self.device, self.iterations,
                                        self.processes.rank, self.processes.world)

@@ -133,3 +133,20 @@ def test_fine_tuning_refuses_another_model(datasets, tmp_path, overrides, messag
                             "model": "unet", **datasets["tcia"], **overrides}, base=base())
     with pytest.raises(AunetError, match=message):
         train(cfg, progress=False)
+
+
+def test_verdicts_do_not_hinge_on_the_thread_count(datasets, tmp_path):
+    """Another CPU sums floats in another order; so does another thread count. The claims must not notice."""
+    from aunet.claims import HEADER, build_claims
+
+    kwargs = dict(names=["ct150_120_30", "ct150_30_120"], datasets=datasets, seeds=list(range(6)), progress=False,
+                  workers=2)
+    tiny = base(epochs=2, iterations_per_epoch=2)
+    for threads in (1, 2):
+        run_experiments(tiny, tmp_path / f"threads_{threads}", threads=threads, **kwargs)
+    one, two = (build_claims(tmp_path / f"threads_{t}", {n: EXPERIMENTS[n] for n in kwargs["names"]}) for t in (1, 2))
+    weights = [torch.load(tmp_path / f"threads_{t}" / "ct150_120_30" / "unet" / "seed_0" / "last.pt",
+                          weights_only=True)["model"] for t in (1, 2)]
+    assert any(not torch.equal(a, b) for a, b in zip(weights[0].values(), weights[1].values()))  # rounding differed
+    verdict = HEADER.index("verdict")
+    assert [row[verdict] for row in one.rows] == [row[verdict] for row in two.rows]
