@@ -16,10 +16,11 @@ epochs and its lr step together, so the schedule keeps its shape) to fit a time 
 changes one thing (`study_conditions`; the Config fields it sets are its Experiment's overrides):
 
     baseline      the quick profile, 120/30
-    steps_2x      twice the epochs, the quick schedule continued (lr halved every lr_step epochs); each run
-                  continues the baseline run of its model and seed (copied, then resumed: a resumed run ends
-                  where an uninterrupted one does), so only the second half is trained
-    paper_recipe  the paper's training where the quick profile departs from it (soft Dice alone, lr 1e-4, lr
+    steps_2x      twice the epochs: under a step schedule the baseline's schedule continued (each run continues
+                  the baseline run of its model and seed, copied, then resumed: a resumed run ends where an
+                  uninterrupted one does); under the quick profile's poly schedule, which ends at lr 0, a run
+                  of twice the epochs with the schedule stretched over them
+    paper_recipe  the paper's training where the quick profile departs from it (soft Dice alone, Adam lr 1e-4,
                   halved every quarter of the epochs as 250 of 1000), at the quick sizes
     less_data     the 30/120 proportion (the fractions of "ct150_30_120"), the paper's main claim
     distractors   a phantom with pancreas-like decoys elsewhere in the abdomen (aunet.data.phantom.PhantomOptions)
@@ -92,7 +93,7 @@ def baseline_config(profile: str = "quick", epochs_scale: float = 1.0, **overrid
                          f"in (0, 1].")
     cfg = Config.from_profile(profile, **overrides)
     epochs = max(1, round(cfg.epochs * epochs_scale))
-    lr_step = max(1, round(cfg.lr_step * epochs_scale))
+    lr_step = max(1, round(cfg.lr_step * epochs_scale))  # (the poly schedule scales with epochs by itself)
     snapshots = tuple(sorted(set(snapshot_schedule(epochs, cfg.snapshot_epochs)) | {epochs}))
     return Config.from_dict({"epochs": epochs, "lr_step": lr_step, "snapshot_epochs": snapshots}, base=cfg)
 
@@ -106,7 +107,7 @@ def _window(base: Config, options: PhantomOptions) -> tuple[int, int, int]:
 def _paper_recipe(base: Config) -> dict[str, Any]:
     """The paper's loss, optimiser settings and schedule (Config's defaults) where `base` departs from them."""
     paper = Config()
-    recipe = {f: getattr(paper, f) for f in ("loss", "lr", "weight_decay", "lr_gamma")}
+    recipe = {f: getattr(paper, f) for f in ("loss", "optimizer", "lr", "weight_decay", "lr_schedule", "lr_gamma")}
     recipe["lr_step"] = max(1, round(base.epochs * paper.lr_step / paper.epochs))  # 250 of 1000: every quarter
     return {f: v for f, v in recipe.items() if getattr(base, f) != v}
 
@@ -121,14 +122,17 @@ def study_conditions(base: Config) -> dict[str, Condition]:
         return dataclasses.replace(source, name=name, dataset=dataset, overrides=overrides, init_from="")
 
     longer = 2 * base.epochs
+    continued = base.lr_schedule == "step"  # a step schedule continues the baseline run; poly starts afresh
     snapshots = tuple(sorted(set(snapshot_schedule(base.epochs, base.snapshot_epochs)) | {longer}))
     recipe = _paper_recipe(base)
     wide = _window(base, PHANTOM_OPTIONS["wide_fov"])
     rows = [
         Condition("baseline", "baseline (120/30)", "nothing: the baseline Config on the CT-150 stand-in, 120/30",
                   spec("baseline")),
-        Condition("steps_2x", "2x the steps", f"{longer} epochs instead of {base.epochs}, the same schedule continued",
-                  spec("steps_2x", epochs=longer, snapshot_epochs=snapshots), continues="baseline"),
+        Condition("steps_2x", "2x the steps", f"{longer} epochs instead of {base.epochs}, " + (
+                  "the same schedule continued" if continued else f"the {base.lr_schedule} schedule over all of them"),
+                  spec("steps_2x", epochs=longer, snapshot_epochs=snapshots),
+                  continues="baseline" if continued else ""),
         Condition("paper_recipe", "the paper's recipe", "the paper's training where the baseline departs from it: "
                   + ", ".join(f"{k} {v}" for k, v in recipe.items()), spec("paper_recipe", **recipe)),
         Condition("less_data", "less data (30/120)", f"the paper's 30/120 proportion: test fraction "

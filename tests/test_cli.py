@@ -32,7 +32,7 @@ def test_every_train_option_has_a_sentence_and_a_default(capsys):
         sentence, default, _ = text.partition(" (default")
         if option != "-h":  # a phrase of its own (more than the field's name), then its default
             assert len(sentence.split()) >= 2 and default, (option, text)
-    assert options["--lr"] == "Adam learning rate (default 0.0001; quick profile 0.002)"
+    assert options["--lr"] == "initial learning rate (default 0.0001; quick profile 0.002)"
     assert "+-10 %," in options["--augment"]  # argparse's %-formatting escaped
 
 

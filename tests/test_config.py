@@ -71,7 +71,7 @@ def test_every_field_has_its_comment_as_help():
     assert not [text for text in comments.values() if text.startswith("-")]  # no section rule taken for a comment
     assert "nih-pancreas" in comments["label_map"]  # the comment line below a field continues it
     texts = Config.field_help()
-    assert texts["lr"] == "Adam learning rate (default 0.0001; quick profile 0.002)"
+    assert texts["lr"] == "initial learning rate (default 0.0001; quick profile 0.002)"
     assert texts["patch_size"].endswith("(default 160,160,96; quick profile 48,48,32)")
     assert texts["batch_size"].endswith("(default 2)")  # the quick profile's batch_size is the default: not repeated
     assert texts["split_file"].endswith('(default "")')

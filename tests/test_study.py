@@ -38,7 +38,7 @@ from aunet.study_report import (
 from aunet.text import p_value, replace_marked
 
 # what each condition names: the only Config fields in which its runs may differ from the baseline's
-NAMED = {"baseline": set(), "steps_2x": {"epochs", "snapshot_epochs"}, "paper_recipe": {"loss", "lr", "lr_step"},
+NAMED = {"baseline": set(), "steps_2x": {"epochs", "snapshot_epochs"}, "paper_recipe": {"loss", "lr", "lr_schedule", "lr_step"},
          "less_data": {"test_fraction", "val_fraction"}, "distractors": {"data_dir"},
          "wide_fov": {"data_dir", "inference_patch_size"}, "one_gate": {"gates_per_level"}, "bottleneck": {"gating"}}
 
@@ -60,22 +60,23 @@ def test_conditions_differ_from_the_baseline_only_in_what_they_name(tmp_path, mo
     base = baseline_config("quick", epochs_scale=0.3)
     conditions = study_conditions(base)
     assert list(conditions) == list(NAMED)
-    changes = config_changes(conditions, base, tmp_path, DEFAULT_DATASETS, model)
+    datasets = {key: {"data_dir": str(tmp_path / key)} for key in DEFAULT_DATASETS}  # no split files: none differ
+    changes = config_changes(conditions, base, tmp_path, datasets, model)
     for name, diff in changes.items():
         if model in conditions[name].models:
             assert set(diff) == NAMED[name], name
     experiments = experiments_of(conditions)
-    cfg = {name: experiment_config(name, model, base, tmp_path, DEFAULT_DATASETS, experiments=experiments)
+    cfg = {name: experiment_config(name, model, base, tmp_path, datasets, experiments=experiments)
            for name in conditions}
     assert cfg["baseline"].to_dict() | {"out_dir": ""} == experiment_config(
-        "ct150_120_30", model, base, tmp_path).to_dict() | {"out_dir": ""}  # the paper-table 120/30 run
+        "ct150_120_30", model, base, tmp_path, datasets).to_dict() | {"out_dir": ""}  # the paper-table 120/30 run
     assert cfg["steps_2x"].epochs == 2 * base.epochs and cfg["steps_2x"].lr_step == base.lr_step
     paper = Config()
     assert (cfg["paper_recipe"].loss, cfg["paper_recipe"].lr) == (paper.loss, paper.lr) != (base.loss, base.lr)
     assert cfg["paper_recipe"].lr_step == round(base.epochs * paper.lr_step / paper.epochs)
     less = EXPERIMENTS["ct150_30_120"]
     assert (cfg["less_data"].test_fraction, cfg["less_data"].val_fraction) == (less.test_fraction, less.val_fraction)
-    assert cfg["distractors"].data_dir == DEFAULT_DATASETS["distractors"]["data_dir"]
+    assert cfg["distractors"].data_dir == datasets["distractors"]["data_dir"]
     window = cfg["wide_fov"].inference_patch_size  # holds the whole wider volume at the quick spacing
     assert window[0] * base.spacing >= 400 * PHANTOM_OPTIONS["wide_fov"].fov_scale
     assert conditions["one_gate"].models == ("attention_unet",) and conditions["one_gate"].unet_from == "baseline"
@@ -175,7 +176,8 @@ def test_table_conclusions_forest_and_focus_come_from_the_records(tmp_path):
                    readme_section(table, sentences, baseline_config("quick", epochs_scale=0.3), [0, 1]))
     text = readme.read_text()
     assert text.startswith("intro\n<!-- study results: start -->\n") and text.endswith("end -->\noutro\n")
-    assert "placeholder" not in text and "6 epochs x 25 steps, seeds 0, 1" in text
+    short = baseline_config("quick", epochs_scale=0.3)
+    assert "placeholder" not in text and f"{short.epochs} epochs x 25 steps, seeds 0, 1" in text
     assert f"{len(table.rows)} conditions (baseline (120/30), 2x the steps," in text
     assert all(f"- {s}" in text for s in sentences) and "figures/study_forest.png" in text
     readme.write_text("no markers")
@@ -196,11 +198,13 @@ def test_study_phantoms_are_written_once_from_the_same_bodies(tmp_path):
         write_study_phantoms(other, cases=1, progress=False)
 
 
-def test_twice_the_steps_continues_the_baseline_runs(tmp_path):
+def test_twice_the_steps_continues_the_baseline_runs_of_a_step_schedule(tmp_path):
+    # the poly schedule ends at lr 0: its twice-the-steps runs start afresh, with the schedule over all their epochs
+    assert study_conditions(baseline_config("quick"))["steps_2x"].continues == ""
     datasets = {key: {"data_dir": str(tmp_path / key)} for key in DEFAULT_DATASETS}
     write_study_phantoms(datasets, cases=8, size=(80, 64, 32), progress=False)
     base = baseline_config("quick", epochs_scale=0.025, spacing=8.0, patch_size=(32, 32, 32), base_filters=2,
-                           iterations_per_epoch=1, device="cpu")
+                           iterations_per_epoch=1, device="cpu", lr_schedule="step")
     conditions = {n: dataclasses.replace(c, models=("unet",)) for n, c in study_conditions(base).items()
                   if n in ("baseline", "steps_2x")}
     done = run_study(base, tmp_path / "runs", conditions, datasets, seeds=[0], workers=1, progress=False)
