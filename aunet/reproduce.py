@@ -4,7 +4,9 @@
 
 runs notebooks/01 ... 07 in the project's kernel (notebook 08, the study, is `make study`), each with the
 parameters it declares among those given (`profile`, `seed`, ...), writes the executed copies and a log
-to one folder per reproduction (`results/reproductions/<UTC time>/`) and `results/manifest.json`:
+to one folder per reproduction (`results/reproductions/<UTC time>/`), a readable copy of each executed notebook
+to `results/notebooks/` (aunet.executed: kept in git, so a reader sees the outputs without running) and
+`results/manifest.json`:
 
     aunet, git          version; commit and whether the tree had uncommitted changes
     packages            exact versions of the packages that compute or render the results
@@ -40,6 +42,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from aunet.errors import AunetError
+from aunet.executed import publish
 from aunet.io import atomic_write_text, file_digest
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository (notebooks/, results/, figures/)
@@ -203,11 +206,13 @@ def reproduce(profile: str = "quick", parameters: Mapping[str, Any] | None = Non
               notebooks: Sequence[str | Path] | None = None, root: str | Path = ROOT,
               runs_dir: str | Path = "results/runs", outputs: Sequence[str | Path] = ("results/tables", "figures"),
               manifest_path: str | Path = "results/manifest.json",
-              reproductions_dir: str | Path = "results/reproductions", progress: bool = True) -> dict[str, Any]:
+              reproductions_dir: str | Path = "results/reproductions", published_dir: str | Path = "results/notebooks",
+              progress: bool = True) -> dict[str, Any]:
     """Execute the notebooks in order and write the manifest; returns it.
 
     parameters: papermill parameters for every notebook that declares them (profile is one of them);
     notebook_parameters: per notebook file name, more (e.g. tiny sizes and temporary folders in tests).
+    published_dir: where the readable copies of the executed notebooks go (aunet.executed; kept in git).
     Relative paths (runs_dir, outputs, ...) are under root.
     """
     root = Path(root)
@@ -231,6 +236,7 @@ def reproduce(profile: str = "quick", parameters: Mapping[str, Any] | None = Non
             chosen.update((notebook_parameters or {}).get(path.name, {}))
             used[path.name] = chosen
             seconds[path.name] = round(run_notebook(path, folder / path.name, chosen, log, progress), 1)
+            publish(folder / path.name, root / published_dir / path.name)
     finally:
         for name in ("aunet.reproduce", "papermill"):
             logging.getLogger(name).removeHandler(handler)

@@ -120,6 +120,21 @@ def seconds(x: float, digits: int = DIGITS) -> str:
     return NA if math.isnan(x) else f"{x:.{digits}f} s"
 
 
+FOCUS_WORDS = ((2.0, "concentrates on the pancreas, as in the paper's figure"),
+               (1.2, "prefers the pancreas a little"),
+               (1 / 1.2, "shows no preference for the pancreas (about 1)"),
+               (0.0, "passes less on the pancreas than elsewhere"))  # (lowest focus, words), highest first
+
+
+def focus_sentence(level: str, by_epoch: Mapping[int, float]) -> str:
+    """'level2: focus 1.00 at epoch 0, 1.08 at epoch 40: shows no preference ...' (aunet.viz.plots.attention_focus)."""
+    epochs = sorted(by_epoch)
+    first, last = by_epoch[epochs[0]], by_epoch[epochs[-1]]
+    words = next((w for low, w in FOCUS_WORDS if last >= low), NA)  # NaN: no pancreas on the slice
+    return (f"{level}: focus {number(first, 2)} at epoch {epochs[0]}, {number(last, 2)} at epoch {epochs[-1]}, "
+            f"highest {number(max(by_epoch.values()), 2)}: at the end it {words}.")
+
+
 # --- tables ------------------------------------------------------------------------------------------
 def markdown_table(header: Sequence[Any], rows: Sequence[Sequence[Any]]) -> str:
     """A GitHub Markdown table (no trailing newline)."""

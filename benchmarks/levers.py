@@ -95,8 +95,9 @@ def report(levers: list[str], models: list[str]) -> Table:
                          "yes" if c.converged else "no", number(dice),
                          number(focus_at_end(run), 2) if model == "attention_unet" else ""])
     return Table("levers", "The recipe's levers, one at a time (CT-150 stand-in 120/30, seed 0)",
-                 ["lever", "model", "recipe", "epochs", "epoch the 5-epoch mean reaches 0.5", "val Dice at end (5-epoch mean)",
-                  "rise over last quarter", "converged", "test pancreas Dice", "level-2 focus at end"], rows,
+                 ["lever", "model", "recipe", "epochs", "epoch the 5-epoch mean reaches 0.5",
+                  "val Dice at end (5-epoch mean)", "rise over last quarter", "converged", "test pancreas Dice",
+                  "level-2 focus at end"], rows,
                  ["Validation pancreas Dice on whole validation volumes after every epoch (25 steps); "
                   "`python -m benchmarks.levers --report` rebuilds this table from results/runs/levers/ "
                   "(times: docs/benchmarks.md; these runs shared the CPU)."])

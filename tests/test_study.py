@@ -38,8 +38,9 @@ from aunet.study_report import (
 from aunet.text import p_value, replace_marked
 
 # what each condition names: the only Config fields in which its runs may differ from the baseline's
-NAMED = {"baseline": set(), "steps_2x": {"epochs", "snapshot_epochs"}, "paper_recipe": {"loss", "lr", "lr_schedule", "lr_step"},
-         "less_data": {"test_fraction", "val_fraction"}, "distractors": {"data_dir"},
+NAMED = {"baseline": set(), "steps_2x": {"epochs", "snapshot_epochs"},
+         "paper_recipe": {"loss", "lr", "lr_schedule", "lr_step"}, "less_data": {"test_fraction", "val_fraction"},
+         "distractors": {"data_dir"},
          "wide_fov": {"data_dir", "inference_patch_size"}, "one_gate": {"gates_per_level"}, "bottleneck": {"gating"}}
 
 
