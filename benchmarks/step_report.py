@@ -50,16 +50,10 @@ def _rows(runs: dict, flops: dict | None, matmul: dict | None) -> list[list[str]
         first = next(iter(run["variants"]))
         for name, v in run["variants"].items():
             t = _med(v["times"])
-            row = [
-                setting,
-                name,
-                v["info"].get("forward_dtype", "float32"),
-                "yes" if v["info"].get("channels_last") else "no",
-                f"{t:.3f}",
-                f"{min(v['times']):.3f}",
-                f"{speed_vs(run, name, first):.2f}x",
-                f"{min(run['variants'][first]['times']) / min(v['times']):.2f}x",
-            ]
+            row = [setting, name, v["info"].get("forward_dtype", "float32"),
+                   "yes" if v["info"].get("channels_last") else "no", f"{t:.3f}", f"{min(v['times']):.3f}",
+                   f"{speed_vs(run, name, first):.2f}x",
+                   f"{min(run['variants'][first]['times']) / min(v['times']):.2f}x"]
             if flops is not None:
                 threads = setting.split(",")[0]
                 row += _rates(t, flops["quick, monai" if name.startswith("monai") else "quick"], matmul[threads])
@@ -82,20 +76,8 @@ def old_new_table(results: dict) -> str:
         f"(aunet) and {steps['flops']['quick, monai'] / 1e9:.1f} (MONAI) per step, convolutions forward and "
         f"backward; matmul: 2048x2048 at the same thread count.\n\n"
         + markdown_table(
-            [
-                "setting",
-                "step",
-                "forward",
-                "channels-last",
-                "s / step (median)",
-                "min",
-                "speed vs first row",
-                "speed, minima",
-                "GFLOP/s",
-                "% of fp32 matmul",
-                "% of bf16 matmul",
-                "load before / after",
-            ],
+            ["setting", "step", "forward", "channels-last", "s / step (median)", "min", "speed vs first row",
+             "speed, minima", "GFLOP/s", "% of fp32 matmul", "% of bf16 matmul", "load before / after"],
             _rows(runs, steps["flops"], steps["matmul"]),
         )
     )
@@ -110,16 +92,9 @@ def candidates_table(results: dict) -> str:
     for setting, run in runs.items():
         (_, ref), (name, v) = run["variants"].items()
         rows.append(
-            [
-                setting.split(": ")[0],
-                name,
-                v["info"].get("forward_dtype", "float32"),
-                "yes" if v["info"].get("channels_last") else "no",
-                f"{_med(ref['times']):.3f}",
-                f"{_med(v['times']):.3f}",
-                f"{time_ratio(run, name, 'this tree'):.2f}",
-                _load(run),
-            ]
+            [setting.split(": ")[0], name, v["info"].get("forward_dtype", "float32"),
+             "yes" if v["info"].get("channels_last") else "no", f"{_med(ref['times']):.3f}",
+             f"{_med(v['times']):.3f}", f"{time_ratio(run, name, 'this tree'):.2f}", _load(run)]
         )
     n = next(iter(runs.values()))
     return (
@@ -127,16 +102,8 @@ def candidates_table(results: dict) -> str:
         f"step each. Time ratio above 1: the speed-up that row switches off pays (or the one it forces on would "
         f"cost) in that setting.\n\n"
         + markdown_table(
-            [
-                "setting",
-                "variant",
-                "forward",
-                "channels-last",
-                "this tree s / step",
-                "variant s / step",
-                "variant / this tree (median of rounds)",
-                "load before / after",
-            ],
+            ["setting", "variant", "forward", "channels-last", "this tree s / step", "variant s / step",
+             "variant / this tree (median of rounds)", "load before / after"],
             rows,
         )
     )
@@ -175,16 +142,8 @@ def shapes_table(results: dict) -> str:
             voxels = info["batch"] * info["patch_size"][0] * info["patch_size"][1] * info["patch_size"][2]
             flops = steps["flops"][f"shape {name}"]
             rows.append(
-                [
-                    info["base_filters"],
-                    "x".join(map(str, info["patch_size"])),
-                    info["batch"],
-                    f"{t:.3f}",
-                    f"{1e9 * t / voxels:.0f}",
-                    f"{voxels / t / 1e6:.2f}",
-                    f"{flops / t / 1e9:.1f}",
-                    _load(run),
-                ]
+                [info["base_filters"], "x".join(map(str, info["patch_size"])), info["batch"], f"{t:.3f}",
+                 f"{1e9 * t / voxels:.0f}", f"{voxels / t / 1e6:.2f}", f"{flops / t / 1e9:.1f}", _load(run)]
             )
     n = next(iter(shapes.values()))
     threads = next(iter(n["variants"].values()))["info"]["threads"]
@@ -192,16 +151,8 @@ def shapes_table(results: dict) -> str:
         f"This tree's step ({threads} thread(s), as aunet.pool runs each training process), median of "
         f"{n['rounds']} rounds; the shapes of one width interleaved.\n\n"
         + markdown_table(
-            [
-                "base filters",
-                "patch",
-                "batch",
-                "s / step",
-                "ns / voxel",
-                "M voxels / s",
-                "GFLOP/s",
-                "load before / after",
-            ],
+            ["base filters", "patch", "batch", "s / step", "ns / voxel", "M voxels / s", "GFLOP/s",
+             "load before / after"],
             rows,
         )
     )
@@ -220,32 +171,16 @@ def paper_table(results: dict) -> str:
             flops = steps["flops"]["paper, monai" if name.startswith("monai") else "paper"]
             t = _med(v["times"])
             rows.append(
-                [
-                    threads,
-                    name,
-                    v["info"].get("forward_dtype", "float32"),
-                    f"{t:.2f}",
-                    f"{min(v['times']):.2f}",
-                    f"{time_ratio(run, name, ref):.2f}",
-                    f"{flops / t / 1e9:.1f}",
-                    _load(run),
-                ]
+                [threads, name, v["info"].get("forward_dtype", "float32"), f"{t:.2f}", f"{min(v['times']):.2f}",
+                 f"{time_ratio(run, name, ref):.2f}", f"{flops / t / 1e9:.1f}", _load(run)]
             )
     n = next(iter(runs.values()))
     return (
         f"Batch 1 x 160x160x96, 16 base filters: one training step (forward, loss, backward, Adam), each "
         f"variant in its own process, {n['rounds']} rounds of one step after a warm-up round.\n\n"
         + markdown_table(
-            [
-                "threads",
-                "step",
-                "forward",
-                "s / step",
-                "min",
-                f"time / {ref} (median of rounds)",
-                "GFLOP/s",
-                "load before / after",
-            ],
+            ["threads", "step", "forward", "s / step", "min", f"time / {ref} (median of rounds)", "GFLOP/s",
+             "load before / after"],
             rows,
         )
     )
@@ -270,37 +205,21 @@ def extras_table(results: dict) -> str:
     if "processes" in steps:
         p = steps["processes"]
         parts.append(
-            markdown_table(
-                ["how the 2 cores train", "steps / s (median)", "load before / after"],
-                [[n, f"{_med(rates):.2f}", _load(p)] for n, rates in p["rates"].items()],
-            )
+            markdown_table(["how the 2 cores train", "steps / s (median)", "load before / after"],
+                           [[n, f"{_med(rates):.2f}", _load(p)] for n, rates in p["rates"].items()])
         )
     if "epochs" in steps:
         rows = []
         for name, epochs in steps["epochs"].items():
             for i, e in enumerate(epochs, 1):
                 rows.append(
-                    [
-                        name,
-                        i,
-                        f"{e['seconds']:.1f}",
-                        f"{e['train_seconds']:.1f}",
-                        f"{e['data_seconds']:.1f}",
-                        f"{e['val_seconds']:.1f}",
-                        f"{100 * e['val_seconds'] / e['seconds']:.0f} %",
-                    ]
+                    [name, i, f"{e['seconds']:.1f}", f"{e['train_seconds']:.1f}", f"{e['data_seconds']:.1f}",
+                     f"{e['val_seconds']:.1f}", f"{100 * e['val_seconds'] / e['seconds']:.0f} %"]
                 )
         parts.append(
             markdown_table(
-                [
-                    "code",
-                    "epoch",
-                    "epoch s",
-                    "training steps s",
-                    "of which waiting for batches s",
-                    "validation s",
-                    "validation share",
-                ],
+                ["code", "epoch", "epoch s", "training steps s", "of which waiting for batches s", "validation s",
+                 "validation share"],
                 rows,
             )
         )

@@ -27,15 +27,10 @@ OLD = "7487c8c"  # the commit the step is compared with (issue 21)
 STEP_SPEEDUPS = ("bf16", "channels_last", "fused_adam")  # the step's own; the model's are in aunet.speedups too
 ALL_OFF = list(STEP_SPEEDUPS) + ["fastconv", "upsample", "fold_gates", "fused_head", "reuse_cpu_memory"]
 # (label, worker spec changes, ONEDNN_MAX_CPU_ISA): each candidate alone, against the default of its ISA
-CANDIDATES = (
-    ("bfloat16 forward off", {"off": ["bf16"]}),
-    ("channels-last off", {"off": ["channels_last"]}),
-    ("fused Adam off", {"off": ["fused_adam"]}),
-    ("exact upsampling off", {"off": ["upsample"]}),
-    ("fused head off", {"off": ["fused_head"]}),
-    ("fastconv off", {"off": ["fastconv"]}),
-    ("every speed-up off (AUNET_FAST=0)", {"off": ALL_OFF}),
-)
+CANDIDATES = (("bfloat16 forward off", {"off": ["bf16"]}), ("channels-last off", {"off": ["channels_last"]}),
+              ("fused Adam off", {"off": ["fused_adam"]}), ("exact upsampling off", {"off": ["upsample"]}),
+              ("fused head off", {"off": ["fused_head"]}), ("fastconv off", {"off": ["fastconv"]}),
+              ("every speed-up off (AUNET_FAST=0)", {"off": ALL_OFF}))
 # per ONEDNN_MAX_CPU_ISA: the CPU as it is; avx512_bf16 without AMX; an AVX2 CPU. What each setting turns
 # down automatically is also timed forced on, to show the choice does not leave speed behind.
 ISAS = {
@@ -167,19 +162,8 @@ def measure_epochs(epochs: int = 2, cases: int = 30) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         data, env = Path(tmp) / "phantom", {**os.environ, "PYTHONPATH": str(ROOT)}
         subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "aunet",
-                "data",
-                "phantom",
-                "--out",
-                str(data),
-                "--cases",
-                str(cases),
-                "--seed",
-                "0",
-            ],
+            [sys.executable, "-m", "aunet", "data", "phantom", "--out", str(data), "--cases", str(cases), "--seed",
+             "0"],
             env=env,
             cwd=ROOT,
             check=True,
@@ -189,20 +173,8 @@ def measure_epochs(epochs: int = 2, cases: int = 30) -> dict:
             path = str(ROOT) if code is None else str(extract_package(code, Path(tmp) / code))
             run = Path(tmp) / name.replace(" ", "_")
             subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "aunet",
-                    "train",
-                    "--profile",
-                    "quick",
-                    "--epochs",
-                    str(epochs),
-                    "--data-dir",
-                    str(data),
-                    "--out-dir",
-                    str(run),
-                ],
+                [sys.executable, "-m", "aunet", "train", "--profile", "quick", "--epochs", str(epochs), "--data-dir",
+                 str(data), "--out-dir", str(run)],
                 env={**env, "PYTHONPATH": path},
                 cwd=ROOT,
                 check=True,
@@ -281,18 +253,9 @@ STEP_PROFILES = {
             filters=(8, 12, 16), patches=((48, 48, 32), (64, 64, 48), (96, 96, 64)), batches=(1, 2), threads=1, rounds=3
         ),
     ),
-    "quick": dict(
-        threads=(1,),
-        rounds=1,
-        steps=1,
-        candidate_rounds=1,
-        profile_steps=1,
-        paper_rounds=0,
-        compile_rounds=0,
-        processes_rounds=1,
-        epochs=0,
-        shapes=dict(filters=(4,), patches=((32, 32, 32),), batches=(1,), threads=1, rounds=1),
-    ),
+    "quick": dict(threads=(1,), rounds=1, steps=1, candidate_rounds=1, profile_steps=1, paper_rounds=0,
+                  compile_rounds=0, processes_rounds=1, epochs=0,
+                  shapes=dict(filters=(4,), patches=((32, 32, 32),), batches=(1,), threads=1, rounds=1)),
 }
 
 
