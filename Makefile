@@ -57,6 +57,7 @@ study: setup data
 	mkdir -p $(EXECUTED)
 	@start=$$(date +%s); \
 	$(VENV)/bin/papermill --kernel aunet --cwd notebooks -p readme ../README.md $(PARAMS) $(STUDY) $(EXECUTED)/$(notdir $(STUDY)) && \
+	$(PY) -c "from aunet.executed import publish; publish('$(EXECUTED)/$(notdir $(STUDY))', 'results/notebooks/$(notdir $(STUDY))')" && \
 	echo "make study: $$(( ($$(date +%s) - start) / 60 )) min on $$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $$(nproc) cores"
 	@echo "Executed notebook in $(EXECUTED)/, tables in results/tables/study_*, figures in figures/study_*.png."
 
