@@ -60,14 +60,45 @@ def base_config(epochs: int) -> Config:
     return Config.from_profile("quick", **BEFORE, epochs=epochs, snapshot_epochs=snapshots, data_dir="data/phantom")
 
 
-def focus_at_end(run: RunFolder) -> float:
+def focus_by_epoch(run: RunFolder) -> dict[int, float]:
+    """The level-2 focus (aunet.viz.plots.attention_focus) of every snapshot of the run."""
     from aunet.viz.plots import attention_focus
 
-    found = run.read_snapshots()
-    if not found:
-        return math.nan
-    last = found[max(found)]
-    return attention_focus(last["level2"], last["label"])
+    return {e: attention_focus(s["level2"], s["label"]) for e, s in sorted(run.read_snapshots().items())}
+
+
+def focus_at_end(run: RunFolder) -> float:
+    found = focus_by_epoch(run)
+    return found[max(found)] if found else math.nan
+
+
+def figure(levers: list[str], model: str = "attention_unet"):
+    """Steps to Dice and steps to focus: each lever's validation pancreas Dice (5-epoch mean) and level-2 focus."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (dice_ax, focus_ax) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for name in levers:
+        run = RunFolder(run_path(RUNS, name, model, 0))
+        if not run.has_config():
+            continue
+        history = run.read_history()
+        steps = run.read_config().iterations_per_epoch
+        curve = moving_mean([r[COLUMN] for r in history])
+        line, = dice_ax.plot(steps * np.arange(5, len(history) + 1), curve, label=name)
+        focus = focus_by_epoch(run)
+        focus_ax.plot([steps * e for e in focus], list(focus.values()), marker="o", color=line.get_color(), label=name)
+    dice_ax.set(xlabel="optimiser steps", ylabel="validation pancreas Dice (5-epoch mean)", ylim=(0, None))
+    focus_ax.set(xlabel="optimiser steps", ylabel="level-2 focus (pancreas / elsewhere)")
+    focus_ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+    for ax in (dice_ax, focus_ax):
+        ax.grid(alpha=0.3)
+    dice_ax.legend(fontsize=8)
+    fig.suptitle(f"The recipe's levers ({model}, CT-150 stand-in 120/30, seed 0)")
+    fig.tight_layout()
+    return fig
 
 
 def first_epoch_at(curve: np.ndarray, level: float) -> float:
@@ -120,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     print(table.to_markdown())
     if DOC.exists():
         replace_marked(DOC, "LEVERS", table.to_markdown())
+        from aunet.viz.plots import save_figure
+
+        save_figure(figure(list(LEVERS)), FIGURE)
     return 0
 
 
