@@ -359,6 +359,9 @@ def _add_runs(sub: argparse._SubParsersAction) -> None:
 
 
 # --- aunet reproduce ----------------------------------------------------------------------------------
+RUNS = "results/runs"  # the notebooks' runs folder (their runs_dir parameter's default, from notebooks/)
+
+
 def _parameter_value(text: str) -> Any:
     """A papermill parameter from the command line: JSON when it parses (1, 0.5, [0, 1], true), else the string."""
     try:
@@ -379,10 +382,15 @@ def _reproduce(args: argparse.Namespace) -> int:
                        "ct150_data_dir": str(Path(args.data_dir).resolve())}
     if args.tcia_data_dir:
         parameters["tcia_data_dir"] = str(Path(args.tcia_data_dir).resolve())
-    manifest = reproduce(args.profile, parameters, root=".")
+    runs = Path(args.runs_dir)
+    if runs != Path(RUNS):  # the notebooks' own default is RUNS: another folder goes to each of them (absolute)
+        runs = runs.resolve()  # every notebook's run folders under it (04 and 06 train, 05 and 07 read)
+        seed_0 = runs / "ct150_120_30" / "attention_unet" / "seed_0"
+        parameters |= {"runs_dir": str(runs), "out_dir": str(seed_0), "run_dir": str(seed_0)}
+    manifest = reproduce(args.profile, parameters, root=".", runs_dir=runs)
     if args.readme:
-        replace_marked(args.readme, README_SECTION, results_section(manifest, "results/runs"))
-    _report_damaged("results/runs")
+        replace_marked(args.readme, README_SECTION, results_section(manifest, runs))
+    _report_damaged(runs)
     print(f"Reproduction done in {manifest['times']['seconds'] / 60:.1f} min: results/manifest.json, "
           f"executed notebooks in {manifest['times']['folder']}/, tables in results/tables/, figures in figures/"
           + (f"; {args.readme}'s results section regenerated." if args.readme else "."))
@@ -396,6 +404,9 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--profile", default="quick", choices=("quick", "paper"), help="Config profile (default quick)")
     p.add_argument("--data-dir", default=None, help="a real CT-150-like dataset folder (default: the phantom)")
     p.add_argument("--tcia-data-dir", default=None, help="a real TCIA-like dataset folder (default: the phantom)")
+    p.add_argument("--runs-dir", default=RUNS,
+                   help="run folders: complete runs there are not trained again (default results/runs, the committed "
+                        "reproduction's records; another folder trains every run afresh)")
     p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
                    help="a papermill parameter for every notebook that declares it, e.g. -p ct150_seeds [0,1,2]")
     p.add_argument("--readme", default="README.md", help="README whose results section is regenerated "

@@ -138,3 +138,20 @@ def test_console_shows_the_notebook_and_its_runs_epochs_only(tmp_path, capfd):
     assert "nobody needs" not in out + err and "without encryption" not in out + err
     folder, = (tmp_path / "results" / "reproductions").iterdir()
     assert "nobody needs" in (folder / "reproduce.log").read_text()  # every output is in the log
+
+
+def test_another_runs_folder_goes_to_every_notebook(tmp_path, monkeypatch):
+    import aunet.reproduce
+
+    seen = {}
+
+    def fake(profile, parameters, root, runs_dir):
+        seen.update(parameters=parameters, runs_dir=runs_dir)
+        raise AunetError("stop here")
+
+    monkeypatch.setattr(aunet.reproduce, "reproduce", fake)
+    assert main(["reproduce", "--readme", ""]) == 2
+    assert seen == {"parameters": {}, "runs_dir": Path("results/runs")}  # the notebooks' own default: no parameter
+    assert main(["reproduce", "--readme", "", "--runs-dir", str(tmp_path / "fresh")]) == 2
+    run = str(tmp_path / "fresh" / "ct150_120_30" / "attention_unet" / "seed_0")
+    assert seen["parameters"] == {"runs_dir": str(tmp_path / "fresh"), "out_dir": run, "run_dir": run}
