@@ -385,7 +385,9 @@ def _reproduce(args: argparse.Namespace) -> int:
     runs = Path(args.runs_dir)
     if runs != Path(RUNS):  # the notebooks' own default is RUNS: another folder goes to each of them (absolute)
         runs = runs.resolve()  # every notebook's run folders under it (04 and 06 train, 05 and 07 read)
-        seed_0 = runs / "ct150_120_30" / "attention_unet" / "seed_0"
+        from aunet.records import run_path
+
+        seed_0 = run_path(runs, "ct150_120_30", "attention_unet", 0)  # the run notebooks 05 and 07 read
         parameters |= {"runs_dir": str(runs), "out_dir": str(seed_0), "run_dir": str(seed_0)}
     manifest = reproduce(args.profile, parameters, root=".", runs_dir=runs)
     if args.readme:
