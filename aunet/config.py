@@ -295,7 +295,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "loss": "dice_ce",  # cross-entropy + Dice learns the small organs in fewer steps than Dice alone
         "foreground_fraction": 1.0,  # every patch centred on an organ: finds the pancreas sooner (docs/reproduction.md)
         "lr": 2e-3,
-        "lr_schedule": "poly",  # falls to 0 at the last epoch: every run ends on a plateau (docs/reproduction.md)
+        "lr_schedule": "poly",  # falls to 0 at the last epoch, so a run stops changing (docs/reproduction.md)
         "epochs": 40,
         "iterations_per_epoch": 25,
         "snapshot_epochs": (1, 2, 5, 10, 20, 30, 40),

@@ -5,8 +5,9 @@
 
 The paper trains with Adam (lr 1e-4, weight decay 1e-6) and a step schedule (lr_gamma every lr_step
 epochs). nnU-Net (Isensee et al., 2021) trains with SGD, Nesterov momentum 0.99, and the "poly" schedule
-lr_e = lr * (1 - e / epochs)^0.9, which falls to 0 at the last epoch: the run ends on a plateau by
-construction. docs/reproduction.md measures each against the quick profile's budget.
+lr_e = lr * (1 - e / epochs)^0.9, which falls to 0 at the last epoch: the weights stop changing by
+construction (whether the run had stopped learning is aunet.convergence's test). docs/reproduction.md
+measures each against the quick profile's budget.
 """
 from __future__ import annotations
 
