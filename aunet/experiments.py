@@ -138,6 +138,8 @@ def run_state(run_dir: str | Path, cfg: Config) -> str:
     diff = differences(saved, cfg)
     if set(diff) - set(RESUMABLE_CHANGES) or saved.epochs > cfg.epochs:
         return "other"
+    if saved.lr_schedule == "poly" and saved.epochs != cfg.epochs:  # its schedule ended at its own last epoch
+        return "other"
     if diff:
         return "partial"
     return "complete" if run.is_complete(cfg.epochs) else "partial"

@@ -60,6 +60,9 @@ def check_resumable(saved: Config, cfg: Config, source: str | Path) -> None:
     if changed:
         raise AunetError(f"Cannot resume {source}: it was trained with other settings ({'; '.join(changed)}); "
                          f"use the same settings or another out_dir.")
+    if saved.lr_schedule == "poly" and cfg.epochs != saved.epochs:  # a step schedule continues; poly would bend
+        raise AunetError(f"Cannot resume {source} for {cfg.epochs} epochs: its poly learning-rate schedule falls to "
+                         f"0 at epoch {saved.epochs}; resume it for {saved.epochs} epochs or train a new run.")
 
 
 def resume_config(run_dir: str | Path, **changes: Any) -> Config:

@@ -45,7 +45,8 @@ def same_thread_count():
 
 # a training run of seconds on 2 CPU cores (tests/test_train.py, tests/test_distributed.py)
 TINY = dict(spacing=8.0, patch_size=(32, 32, 32), base_filters=2, batch_size=2, iterations_per_epoch=2,
-            lr=1e-3, val_fraction=0.25, test_fraction=0.25, snapshot_epochs=(1, 2, 3), device="cpu")
+            lr=1e-3, val_fraction=0.25, test_fraction=0.25, snapshot_epochs=(1, 2, 3), device="cpu",
+            lr_schedule="step")  # runs continued for more epochs keep their schedule (poly would not: aunet.train)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from aunet.run import RunFolder
 from aunet.train import Trainer, train
 
 TINY = dict(spacing=8.0, patch_size=(32, 32, 32), base_filters=2, batch_size=2, iterations_per_epoch=1,
-            lr=1e-3, snapshot_epochs=(1,), device="cpu", epochs=1)
+            lr=1e-3, snapshot_epochs=(1,), device="cpu", epochs=1, lr_schedule="step")  # step: runs may continue
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +77,10 @@ def test_runner_skips_complete_resumes_incomplete_and_refuses_other_settings(dat
     assert (run / "evaluation_test_summary.json").is_file()
     with pytest.raises(AunetError, match="holds a run with other settings .*lr"):
         run_experiment("ct150_120_30", "unet", base(epochs=2, lr=5e-4), runs, datasets, progress=False)
+    # a poly schedule ends at its run's last epoch: more epochs are another run, not a continuation
+    poly = experiment_config("ct150_120_30", "unet", base(lr_schedule="poly"), runs, datasets)
+    RunFolder(run).write_config(Config.from_dict({"epochs": 2}, base=poly))
+    assert run_state(run, Config.from_dict({"epochs": 3}, base=poly)) == "other"
 
 
 def test_pool_of_one_thread_processes_gives_the_runs_of_one_process(datasets, tmp_path):

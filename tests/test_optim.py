@@ -43,3 +43,13 @@ def test_unknown_names_are_one_sentence():
     for field, value in (("optimizer", "lion"), ("lr_schedule", "cosine")):
         with pytest.raises(AunetError, match=f"{field}='{value}' is not valid"):
             Config.from_dict({field: value}).validate()
+
+
+def test_a_poly_run_resumes_only_for_its_own_epochs():
+    from aunet.train import check_resumable
+
+    saved = Config(epochs=40, lr_schedule="poly")
+    check_resumable(saved, Config(epochs=40, lr_schedule="poly", device="cpu"), "RUN")  # the same run, continued
+    with pytest.raises(AunetError, match="poly learning-rate schedule falls to 0 at epoch 40"):
+        check_resumable(saved, Config(epochs=80, lr_schedule="poly"), "RUN")
+    check_resumable(Config(epochs=40), Config(epochs=80), "RUN")  # a step schedule continues
