@@ -98,6 +98,7 @@ def test_notebook_runs(name: str, tmp_path: Path):
     papermill.execute_notebook(  # raises PapermillExecutionError on any cell error
         str(NOTEBOOKS / name), str(tmp_path / name), parameters=parameters,
         kernel_name=KERNEL, cwd=str(NOTEBOOKS), progress_bar=False,
+        execution_timeout=600,  # seconds per cell: a kernel that stops answering fails the test instead of CI
     )
     errors = widget_errors(nbformat.read(tmp_path / name, as_version=4))
     assert not errors, f"{name}: a widget callback raised (ipywidgets shows it only in the widget): {errors}"
