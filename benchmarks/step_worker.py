@@ -23,6 +23,7 @@ import contextlib
 import json
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -51,10 +52,14 @@ def build_step(cfg, model: str, off: list[str], force: bool = False):
 
     device = torch.device("cpu")
     torch.manual_seed(cfg.seed)
-    try:
+    import aunet
+
+    # the package's own folder decides: an editable install of this tree would otherwise lend its aunet.step
+    # to an older package that PYTHONPATH put first (setuptools' editable finder answers for submodules too)
+    if (Path(aunet.__file__).parent / "step.py").is_file():
         from aunet import speedups
         from aunet.step import TrainingStep
-    except ImportError:  # aunet from before aunet.step: 7487c8c's Trainer step, inlined
+    else:  # aunet from before aunet.step: 7487c8c's Trainer step, inlined
         net = (monai_attention_unet(cfg) if model == "monai" else cfg.build_model()).to(device)
         optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         loss_fn = build_loss(cfg.loss)
