@@ -45,7 +45,7 @@ from aunet.data.splits import PAPER_SPLITS, find_split_file
 from aunet.errors import AunetError
 from aunet.records import run_path
 from aunet.run import RunFolder
-from aunet.train import RESUMABLE_CHANGES
+from aunet.train import check_resumable
 
 
 @dataclass(frozen=True)
@@ -135,12 +135,13 @@ def run_state(run_dir: str | Path, cfg: Config) -> str:
     if not run.has_config():
         return "partial" if run.has_checkpoint("last") else "empty"
     saved = run.read_config()
-    diff = differences(saved, cfg)
-    if set(diff) - set(RESUMABLE_CHANGES) or saved.epochs > cfg.epochs:
+    try:
+        check_resumable(saved, cfg, run_dir)  # the trainer's rule for what a continued run may change
+    except AunetError:
         return "other"
-    if saved.lr_schedule == "poly" and saved.epochs != cfg.epochs:  # its schedule ended at its own last epoch
+    if saved.epochs > cfg.epochs:
         return "other"
-    if diff:
+    if differences(saved, cfg):
         return "partial"
     return "complete" if run.is_complete(cfg.epochs) else "partial"
 

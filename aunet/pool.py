@@ -10,7 +10,7 @@ Runs stay reproducible: every task is a pure function of its arguments (the trai
 its Config), and every task runs on one thread (`threads`), however many processes there are, in the pool
 or here (workers=1): float sums over threads come out in another order with another thread count, so
 the same run trained on one thread and on two does not end with the same weights. `threads=2` exists to
-test that the conclusions do not hinge on such roundings (tests/test_reproduce.py).
+test that the conclusions do not hinge on such roundings (tests/test_experiments.py).
 
 Progress: the processes train quietly; every few seconds the parent reads the history of each running task's
 run folder (`Task.run_dir`) and prints one line per new epoch (`epoch_line`), then one line per finished task:
